@@ -1,0 +1,1 @@
+"""The `vaxreg` command line."""

@@ -1,0 +1,1 @@
+"""Application services: one event-sourced Application per bounded context."""

@@ -1,0 +1,1 @@
+"""The vaxreg domain: identities, areas, vaccines, and the aggregates that record them."""

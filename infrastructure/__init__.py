@@ -1,0 +1,1 @@
+"""Adapters and wiring: settings, persistence, the composition root."""
