@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
-from enum import Enum
+from enum import StrEnum
 
 from domain.areas import PROVINCES
 from domain.errors import InvalidIdNumber, InvalidPassport
 
 
-class Sex(str, Enum):
+class Sex(StrEnum):
     MALE = "male"
     FEMALE = "female"
 
@@ -24,7 +24,9 @@ def century_sex_digit(birth_year: int, sex: Sex) -> int:
     """The 4th digit of a CCCD: even for men, odd for women, +2 per century from the 1900s."""
     century = birth_year // 100 * 100
     if not FIRST_CENTURY <= century <= LAST_CENTURY:
-        raise InvalidIdNumber(f"birth year {birth_year} is outside 1900-2399", birth_year=birth_year)
+        raise InvalidIdNumber(
+            f"birth year {birth_year} is outside 1900-2399", birth_year=birth_year
+        )
     return (century - FIRST_CENTURY) // 100 * 2 + (1 if sex is Sex.FEMALE else 0)
 
 
