@@ -54,6 +54,3 @@ class RegistryAggregate(Aggregate):
         @staticmethod
         def create_timestamp() -> datetime:
             return recorded_now()
-
-    class Created(Event, Aggregate.Created):
-        pass

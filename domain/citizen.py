@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from enum import StrEnum
+from enum import Enum
 from uuid import UUID
 
 from eventsourcing.domain import event
@@ -18,7 +18,7 @@ MAX_NAME_LENGTH = 100
 EARLIEST_BIRTH = date(1900, 1, 1)
 
 
-class CitizenStatus(StrEnum):
+class CitizenStatus(Enum):
     ACTIVE = "active"
     DECEASED = "deceased"
     MOVED = "moved"
@@ -28,6 +28,9 @@ class Citizen(RegistryAggregate):
     """Registered from the population register; corrected, moved or merged only by events."""
 
     TOPIC = "vaxreg.population:Citizen"
+
+    class Created(RegistryAggregate.Created):
+        TOPIC = "vaxreg.population:Citizen.Created"
 
     @classmethod
     def register(

@@ -4,32 +4,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from enum import StrEnum
+from enum import Enum
 from uuid import UUID
 
 from domain.clock import local_day
 
 
-class DoseKind(StrEnum):
+class DoseKind(Enum):
     PRIMARY = "primary"
     BOOSTER = "booster"
 
 
-class InjectionSite(StrEnum):
+class InjectionSite(Enum):
     LEFT_ARM = "left_arm"
     RIGHT_ARM = "right_arm"
     LEFT_THIGH = "left_thigh"
     RIGHT_THIGH = "right_thigh"
 
 
-class ScreeningOutcome(StrEnum):
+class ScreeningOutcome(Enum):
     ELIGIBLE = "eligible"
     POSTPONED = "postponed"
     CONTRAINDICATED = "contraindicated"
     REFER_TO_HOSPITAL = "refer_to_hospital"
 
 
-class Severity(StrEnum):
+class Severity(Enum):
     MILD = "mild"
     SEVERE = "severe"
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
-from enum import StrEnum
+from enum import Enum
 
 from domain.areas import PROVINCES
 from domain.errors import InvalidIdNumber, InvalidPassport
 
 
-class Sex(StrEnum):
+class Sex(Enum):
     MALE = "male"
     FEMALE = "female"
 

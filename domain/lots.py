@@ -17,6 +17,9 @@ MAX_LOT_LENGTH = 32
 class Lot(RegistryAggregate):
     TOPIC = "vaxreg.immunization:Lot"
 
+    class Created(RegistryAggregate.Created):
+        TOPIC = "vaxreg.immunization:Lot.Created"
+
     @classmethod
     def register(
         cls,

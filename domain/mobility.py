@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from enum import StrEnum
+from enum import Enum
 from uuid import UUID
 
 from eventsourcing.domain import event
@@ -21,7 +21,7 @@ OLDEST_TEST = timedelta(days=7)
 MAX_PLATE_LENGTH = 16
 
 
-class Transport(StrEnum):
+class Transport(Enum):
     CAR = "car"
     MOTORBIKE = "motorbike"
     BUS = "bus"
@@ -33,7 +33,7 @@ class Transport(StrEnum):
     OTHER = "other"
 
 
-class Symptom(StrEnum):
+class Symptom(Enum):
     FEVER = "fever"
     COUGH = "cough"
     SHORTNESS_OF_BREATH = "shortness_of_breath"
@@ -42,17 +42,17 @@ class Symptom(StrEnum):
     FATIGUE = "fatigue"
 
 
-class TestKind(StrEnum):
+class TestKind(Enum):
     PCR = "pcr"
     RAPID_ANTIGEN = "rapid_antigen"
 
 
-class TestOutcome(StrEnum):
+class TestOutcome(Enum):
     NEGATIVE = "negative"
     POSITIVE = "positive"
 
 
-class Verdict(StrEnum):
+class Verdict(Enum):
     PASS = "pass"
     MEDICAL_CHECK = "medical_check"
     QUARANTINE = "quarantine"
@@ -112,6 +112,9 @@ class MobilityRecord(RegistryAggregate):
     """One person's health declarations and the checkpoint decisions about them."""
 
     TOPIC = "vaxreg.mobility:MobilityRecord"
+
+    class Created(RegistryAggregate.Created):
+        TOPIC = "vaxreg.mobility:MobilityRecord.Created"
 
     @event("Opened", topic="vaxreg.mobility:MobilityRecord.Opened")
     def __init__(self, id: UUID, person: PersonId) -> None:

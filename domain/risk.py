@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from enum import IntEnum
+from enum import Enum
 from uuid import UUID
 
 from eventsourcing.domain import event
@@ -14,7 +14,7 @@ from domain.base import Actor, RegistryAggregate
 from domain.errors import InvalidValue
 
 
-class RiskLevel(IntEnum):
+class RiskLevel(Enum):
     LOW = 1
     MEDIUM = 2
     HIGH = 3
@@ -39,6 +39,9 @@ class AreaRisk(RegistryAggregate):
     """
 
     TOPIC = "vaxreg.mobility:AreaRisk"
+
+    class Created(RegistryAggregate.Created):
+        TOPIC = "vaxreg.mobility:AreaRisk.Created"
 
     @event("Assessed", topic="vaxreg.mobility:AreaRisk.Assessed")
     def __init__(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from enum import StrEnum
+from enum import Enum
 
 from domain.clock import local_day
 from domain.dose_rules import nth_birthday, series_doses_required
@@ -13,7 +13,7 @@ from domain.vaccination import VaccinationRecord
 from domain.vaccines import Catalogue
 
 
-class Status(StrEnum):
+class Status(Enum):
     UNVACCINATED = "unvaccinated"
     PARTIALLY_VACCINATED = "partially_vaccinated"
     FULLY_VACCINATED = "fully_vaccinated"

@@ -21,6 +21,9 @@ MAX_TEXT = 2000
 class VaccinationRecord(RegistryAggregate):
     TOPIC = "vaxreg.immunization:VaccinationRecord"
 
+    class Created(RegistryAggregate.Created):
+        TOPIC = "vaxreg.immunization:VaccinationRecord.Created"
+
     @event("Opened", topic="vaxreg.immunization:VaccinationRecord.Opened")
     def __init__(self, id: UUID, person: PersonId) -> None:
         self.person = person

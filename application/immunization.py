@@ -1,0 +1,298 @@
+"""The immunization context: vaccination records, the lot register, and status queries."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from application.commands import Outcome, RegistryApplication, Request, Work
+from application.ids import IdDeriver
+from application.mobility import CitizenLookup
+from domain.base import SYSTEM, Actor, Clock
+from domain.citizen import Citizen
+from domain.clock import local_day
+from domain.dose_rules import DoseContext
+from domain.doses import (
+    AdverseEvent,
+    Dose,
+    DoseKind,
+    InjectionSite,
+    Screening,
+    ScreeningOutcome,
+    Severity,
+)
+from domain.errors import InvalidValue, LotNotFound
+from domain.identity import PersonId
+from domain.lots import Lot
+from domain.status import VaccinationStatus, vaccination_status
+from domain.vaccination import VaccinationRecord
+from domain.vaccines import CATALOGUE, Catalogue
+
+
+@dataclass(frozen=True)
+class IdentityAtSite:
+    """The identity data staff captured at the site, checked against the register."""
+
+    person: PersonId
+    full_name: str
+    date_of_birth: date
+
+
+@dataclass(frozen=True)
+class DoseGiven:
+    product: str
+    lot: str
+    given_at: datetime
+    site: InjectionSite
+    kind: DoseKind
+    vaccinator: str
+    override_reason: str | None = None
+
+
+class ImmunizationApp(RegistryApplication):
+    context = "immunization"
+    name = "immunization"
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        clock: Clock,
+        ids: IdDeriver,
+        register: CitizenLookup,
+        catalogue: Catalogue = CATALOGUE,
+    ) -> None:
+        super().__init__(env, clock, ids)
+        self.register = register
+        self.catalogue = catalogue
+
+    # Commands: the lot register
+
+    def register_lot(
+        self, request: Request, product: str, lot_number: str, expires_on: date
+    ) -> Outcome:
+        def work() -> Work:
+            lot_id = self.ids.lot(product, lot_number)
+            if self.find(lot_id, Lot) is not None:
+                raise InvalidValue("this lot is already registered", lot=lot_number)
+            lot = Lot.register(lot_id, lot_number, product, expires_on, request.actor)
+            return [lot], {"lot": lot.lot_number, "product": product}
+
+        payload = {"product": product, "lot": lot_number, "expires_on": expires_on}
+        return self.run(request, "register_lot", payload, work)
+
+    def recall_lot(self, request: Request, product: str, lot_number: str, reason: str) -> Outcome:
+        def work() -> Work:
+            lot = self.lot(product, lot_number)
+            lot.recall(reason, self.clock(), request.actor)
+            return [lot], {"lot": lot.lot_number, "product": product}
+
+        payload = {"product": product, "lot": lot_number, "reason": reason}
+        return self.run(request, "recall_lot", payload, work)
+
+    # Commands: the vaccination record
+
+    def register_for_vaccination(
+        self, request: Request, identity: IdentityAtSite, priority_group: int | None
+    ) -> Outcome:
+        unit = _unit_of(request.actor)
+
+        def work() -> Work:
+            self._checked_citizen(identity)
+            record = self._open_record(identity.person, request.actor)
+            record.register(unit, priority_group, request.actor)
+            return [record], {"unit": unit}
+
+        payload = {"identity": identity, "priority_group": priority_group}
+        return self.run(request, "register_for_vaccination", payload, work)
+
+    def screen(
+        self,
+        request: Request,
+        person: PersonId,
+        outcome: ScreeningOutcome,
+        postponed_until: date | None = None,
+        notes: str = "",
+    ) -> Outcome:
+        unit = _unit_of(request.actor)
+
+        def work() -> Work:
+            self.register.current_record(person)
+            record = self._open_record(person, request.actor)
+            screening = Screening(outcome, self.clock(), unit, postponed_until, notes)
+            record.screen(screening, request.actor)
+            return [record], {"outcome": outcome.value}
+
+        payload = {"person": person, "outcome": outcome, "until": postponed_until, "notes": notes}
+        return self.run(request, "screen", payload, work)
+
+    def record_dose(self, request: Request, identity: IdentityAtSite, given: DoseGiven) -> Outcome:
+        """Record a dose; one that breaks a rule needs an override reason and is flagged."""
+        unit = _unit_of(request.actor)
+        dose_id = uuid.uuid4()
+
+        def work() -> Work:
+            citizen = self._checked_citizen(identity)
+            record = self._open_record(identity.person, request.actor)
+            dose = Dose(
+                dose_id,
+                given.product,
+                given.lot.strip().upper(),
+                given.given_at,
+                unit,
+                given.vaccinator,
+                given.site,
+                given.kind,
+                (),
+                given.override_reason,
+            )
+            recorded = record.administer(
+                dose, self._context(citizen, record), self._lot_problem(dose), request.actor
+            )
+            return [record], {
+                "dose_id": str(dose_id),
+                "dose_number": str(record.valid_doses.index(recorded) + 1),
+                "deviations": ",".join(recorded.deviations),
+            }
+
+        payload = {"identity": identity, "given": given}
+        return self.run(request, "record_dose", payload, work)
+
+    def correct_dose(
+        self,
+        request: Request,
+        person: PersonId,
+        dose_id: uuid.UUID,
+        reason: str,
+        corrected: DoseGiven,
+    ) -> Outcome:
+        def work() -> Work:
+            citizen = self.register.current_record(person)
+            record = self._existing_record(person)
+            original = next((d for d in record.doses if d.dose_id == dose_id), None)
+            unit = original.unit if original else ""
+            dose = Dose(
+                dose_id,
+                corrected.product,
+                corrected.lot.strip().upper(),
+                corrected.given_at,
+                unit,
+                corrected.vaccinator,
+                corrected.site,
+                corrected.kind,
+                (),
+                corrected.override_reason,
+            )
+            result = record.correct_dose(
+                dose, reason, self._context(citizen, record), self._lot_problem(dose), request.actor
+            )
+            return [record], {"dose_id": str(dose_id), "deviations": ",".join(result.deviations)}
+
+        payload = {"person": person, "dose_id": dose_id, "reason": reason, "dose": corrected}
+        return self.run(request, "correct_dose", payload, work)
+
+    def void_dose(
+        self, request: Request, person: PersonId, dose_id: uuid.UUID, reason: str
+    ) -> Outcome:
+        def work() -> Work:
+            record = self._existing_record(person)
+            record.void_dose(dose_id, reason, request.actor)
+            return [record], {"dose_id": str(dose_id)}
+
+        payload = {"person": person, "dose_id": dose_id, "reason": reason}
+        return self.run(request, "void_dose", payload, work)
+
+    def report_adverse_event(
+        self,
+        request: Request,
+        person: PersonId,
+        dose_id: uuid.UUID,
+        onset: datetime,
+        severity: Severity,
+        description: str,
+    ) -> Outcome:
+        def work() -> Work:
+            record = self._existing_record(person)
+            report = AdverseEvent(dose_id, onset, severity, description)
+            record.report_adverse_event(report, self.clock(), request.actor)
+            return [record], {"dose_id": str(dose_id), "severity": severity.value}
+
+        payload = {
+            "person": person,
+            "dose_id": dose_id,
+            "onset": onset,
+            "severity": severity,
+            "description": description,
+        }
+        return self.run(request, "report_adverse_event", payload, work)
+
+    def record_recovery(
+        self, request: Request, person: PersonId, positive_test_on: date
+    ) -> Outcome:
+        def work() -> Work:
+            self.register.current_record(person)
+            record = self._open_record(person, request.actor)
+            record.record_recovery(positive_test_on, local_day(self.clock()), request.actor)
+            return [record], {"positive_test_on": positive_test_on.isoformat()}
+
+        payload = {"person": person, "positive_test_on": positive_test_on}
+        return self.run(request, "record_recovery", payload, work)
+
+    # Queries
+
+    def vaccination_record(self, person: PersonId) -> VaccinationRecord | None:
+        return self.find(self.ids.vaccination_record(person), VaccinationRecord)
+
+    def status(self, person: PersonId, at: datetime | None = None) -> VaccinationStatus:
+        citizen = self.register.current_record(person)
+        record = self.vaccination_record(person) or VaccinationRecord(
+            self.ids.vaccination_record(person), person, SYSTEM
+        )
+        return vaccination_status(record, citizen.date_of_birth, at or self.clock(), self.catalogue)
+
+    def lot(self, product: str, lot_number: str) -> Lot:
+        lot = self.find(self.ids.lot(product, lot_number), Lot)
+        if lot is None:
+            raise LotNotFound("no such lot in the lot register", lot=lot_number, product=product)
+        return lot
+
+    # Helpers
+
+    def _checked_citizen(self, identity: IdentityAtSite) -> Citizen:
+        citizen = self.register.current_record(identity.person)
+        citizen.check_identity(identity.full_name, identity.date_of_birth)
+        return citizen
+
+    def _open_record(self, person: PersonId, actor: Actor) -> VaccinationRecord:
+        record = self.vaccination_record(person)
+        return record or VaccinationRecord(self.ids.vaccination_record(person), person, actor)
+
+    def _existing_record(self, person: PersonId) -> VaccinationRecord:
+        self.register.current_record(person)
+        record = self.vaccination_record(person)
+        if record is None:
+            raise InvalidValue("this person has no vaccination record yet")
+        return record
+
+    def _context(self, citizen: Citizen, record: VaccinationRecord) -> DoseContext:
+        return DoseContext(
+            citizen.date_of_birth,
+            record.screenings,
+            record.adverse_events,
+            self.catalogue,
+            self.clock(),
+        )
+
+    def _lot_problem(self, dose: Dose) -> str | None:
+        self.catalogue.product(dose.product)
+        lot = self.find(self.ids.lot(dose.product, dose.lot), Lot)
+        if lot is None:
+            return f"lot {dose.lot} of {dose.product} is not in the lot register"
+        return lot.usable_problem(dose.product, dose.given_at, dose.given_on)
+
+
+def _unit_of(actor: Actor) -> str:
+    if not actor.unit:
+        raise InvalidValue("this is recorded by staff of a medical unit")
+    return actor.unit

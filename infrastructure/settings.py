@@ -1,0 +1,99 @@
+"""Settings from environment variables (documented in the README).
+
+With nothing set, vaxreg runs embedded: SQLite files and generated keys under `./var/`,
+read models in process. With PostgreSQL configured, the secret and id keys must be given.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from infrastructure.keys import KeyRing
+
+CONTEXTS = ("population", "mobility", "immunization")
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    redis_url: str | None
+    secret_keys: KeyRing
+    id_key: bytes
+    encryption_key: str | None
+    data_dir: Path
+    declaration_validity: timedelta
+    pool_size: int
+
+    @property
+    def uses_postgres(self) -> bool:
+        return self.database_url.startswith(("postgresql://", "postgres://"))
+
+    def application_env(self, context: str, create_tables: bool) -> dict[str, str]:
+        """The eventsourcing library's settings for one context's Application."""
+        env: dict[str, str] = {"CREATE_TABLE": "y" if create_tables else "n"}
+        if self.encryption_key:
+            env["CIPHER_TOPIC"] = "eventsourcing.cipher:AESCipher"
+            env["CIPHER_KEY"] = self.encryption_key
+            env["COMPRESSOR_TOPIC"] = "eventsourcing.compressor:ZlibCompressor"
+        if self.uses_postgres:
+            url = urlsplit(self.database_url)
+            env |= {
+                "PERSISTENCE_MODULE": "eventsourcing.postgres",
+                "POSTGRES_DBNAME": url.path.lstrip("/") or "postgres",
+                "POSTGRES_HOST": url.hostname or "127.0.0.1",
+                "POSTGRES_PORT": str(url.port or 5432),
+                "POSTGRES_USER": unquote(url.username or "postgres"),
+                "POSTGRES_PASSWORD": unquote(url.password or ""),
+                "POSTGRES_POOL_SIZE": str(self.pool_size),
+                "POSTGRES_MAX_OVERFLOW": str(self.pool_size * 2),
+                "POSTGRES_CONNECT_TIMEOUT": "5",
+                "POSTGRES_LOCK_TIMEOUT": "5",
+            }
+        else:
+            directory = Path(self.database_url.removeprefix("sqlite:///"))
+            directory.mkdir(parents=True, exist_ok=True)
+            env |= {
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": str(directory / f"{context}.sqlite3"),
+                "SQLITE_LOCK_TIMEOUT": "10",
+            }
+        return env
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    data_dir = Path(env.get("VAXREG_DATA_DIR", "var"))
+    database_url = env.get("VAXREG_DATABASE_URL") or f"sqlite:///{data_dir / 'events'}"
+    if not database_url.startswith(("postgresql://", "postgres://", "sqlite:///")):
+        raise ValueError("VAXREG_DATABASE_URL is postgresql://user@host:port/db or sqlite:///dir")
+    embedded = database_url.startswith("sqlite:///")
+    secret = env.get("VAXREG_SECRET_KEY") or _kept_secret(data_dir, "secret_key", embedded)
+    id_key = env.get("VAXREG_ID_KEY") or _kept_secret(data_dir, "id_key", embedded)
+    return Settings(
+        database_url=database_url,
+        redis_url=env.get("VAXREG_REDIS_URL") or None,
+        secret_keys=KeyRing.parse(secret),
+        id_key=id_key.encode(),
+        encryption_key=env.get("VAXREG_ENCRYPTION_KEY") or None,
+        data_dir=data_dir,
+        declaration_validity=timedelta(hours=float(env.get("VAXREG_DECLARATION_HOURS", "72"))),
+        pool_size=int(env.get("VAXREG_POSTGRES_POOL_SIZE", "5")),
+    )
+
+
+def _kept_secret(data_dir: Path, name: str, embedded: bool) -> str:
+    """Generate a key once for the embedded default and keep it; servers must be given one."""
+    if not embedded:
+        raise ValueError(f"VAXREG_{name.upper()} must be set when using PostgreSQL")
+    path = data_dir / name
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
