@@ -117,7 +117,7 @@ class MobilityRecord(RegistryAggregate):
         TOPIC = "vaxreg.mobility:MobilityRecord.Created"
 
     @event("Opened", topic="vaxreg.mobility:MobilityRecord.Opened")
-    def __init__(self, id: UUID, person: PersonId) -> None:
+    def __init__(self, id: UUID, person: PersonId, actor: Actor) -> None:
         self.person = person
         self.declarations: dict[UUID, Declaration] = {}
         self.checks: list[CheckpointCheck] = []

@@ -25,7 +25,7 @@ class VaccinationRecord(RegistryAggregate):
         TOPIC = "vaxreg.immunization:VaccinationRecord.Created"
 
     @event("Opened", topic="vaxreg.immunization:VaccinationRecord.Opened")
-    def __init__(self, id: UUID, person: PersonId) -> None:
+    def __init__(self, id: UUID, person: PersonId, actor: Actor) -> None:
         self.person = person
         self.registrations: list[tuple[str, int | None]] = []
         self.screenings: list[Screening] = []
