@@ -1,0 +1,309 @@
+"""The ceilings of the building blocks, measured in the same run as the scenarios.
+
+See /work/shared/reference/ceilings.md for how each was first measured. Each function
+returns a `Result` named `ceiling.<name>`; `BenchContext.ceiling(name)` memoises it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate, event
+
+from bench.harness import BenchContext, ceiling
+from bench.loadgen import (
+    LoadResult,
+    Request,
+    fixed_request,
+    run_closed_loop,
+    run_wrk,
+    wrk_available,
+)
+from bench.results import LatencyRecorder, Result
+
+CHECKPOINT_DOCUMENT = json.dumps(
+    {
+        "person": "7b0c5a8e-2f3d-4c61-9a57-0d6e1f2a3b4c",
+        "name": "Nguyễn Thị Minh Khai",
+        "birth_year": 1987,
+        "status": "fully_vaccinated",
+        "doses": [
+            {"n": 1, "vaccine": "comirnaty", "date": "2021-08-02", "province": "79"},
+            {"n": 2, "vaccine": "comirnaty", "date": "2021-09-01", "province": "79"},
+            {"n": 3, "vaccine": "spikevax", "date": "2022-03-14", "province": "01"},
+        ],
+        "certificate": "urn:uvci:01:VN:7B0C5A8E2F3D4C619A57",
+        "as_of": 184467,
+    },
+    ensure_ascii=False,
+    separators=(",", ":"),
+).encode()
+"""Stands in for a checkpoint read-model value (about 350 bytes)."""
+
+DOSE_BODY = json.dumps(
+    {
+        "person_id": "079187001234",
+        "vaccine": "comirnaty",
+        "lot": "FK8891",
+        "dose_number": 2,
+        "date": "2021-09-01",
+        "site": "79-760-26734",
+        "performer": "nurse-0042",
+    },
+    separators=(",", ":"),
+)
+
+CEILING_APP = "bench.asgi_ceiling:app"
+EVENT_STATE = json.dumps(
+    {
+        "dose_number": 2,
+        "vaccine": "comirnaty",
+        "lot": "FK8891",
+        "date": "2021-09-01",
+        "site": "79-760-26734",
+        "performer": "nurse-0042",
+        "recorded_by": "u-17",
+        "padding": "x" * 60,
+    },
+    separators=(",", ":"),
+).encode()
+"""Stands in for a stored event's state (about 200 bytes)."""
+
+
+class TinyAggregate(Aggregate):
+    """Two events per aggregate: its creation and one note."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.value = 0
+
+    @event("Noted")
+    def note(self, value: int) -> None:
+        self.value = value
+
+
+def _tiny(i: int) -> TinyAggregate:
+    aggregate = TinyAggregate(name=f"n{i}")
+    aggregate.note(i)
+    return aggregate
+
+
+def _http_load(
+    url: str, ctx: BenchContext, *, duration_s: float, connections: int = 64, **wrk_args: Any
+) -> LoadResult:
+    if wrk_available():
+        run_wrk(url, duration_s=1, connections=connections, **wrk_args)
+        return run_wrk(url, duration_s=duration_s, connections=connections, **wrk_args)
+    ctx.log("warning: wrk is not installed; using the Python load generator (a lower ceiling)")
+    method = wrk_args.get("method", "GET")
+    body = (wrk_args.get("body") or "").encode()
+    request = fixed_request(Request(method, "/" + url.split("/", 3)[3], body))
+    run_closed_loop(url, request, concurrency=connections, duration_s=1)
+    return run_closed_loop(url, request, concurrency=connections, duration_s=duration_s)
+
+
+@ceiling("asgi_redis_get")
+def asgi_redis_get(ctx: BenchContext) -> Result:
+    """Raw ASGI doing one redis.asyncio GET per request, 2 uvicorn workers, wrk -c64."""
+    key = ctx.redis_key("ceiling:checkpoint")
+    ctx.redis().set(key, CHECKPOINT_DOCUMENT)
+    env = {"VAXREG_BENCH_CEILING_REDIS_URL": ctx.redis_url, "VAXREG_BENCH_CEILING_KEY": key}
+    with ctx.server(CEILING_APP, workers=2, env=env, ready_path="/ping") as server:
+        load = _http_load(f"{server.url}/v1/checkpoint/ceiling", ctx, duration_s=ctx.seconds(10, 3))
+    if load.errors:
+        raise RuntimeError(f"the ceiling app answered {load.errors} errors: {load.summary()}")
+    return Result(
+        "ceiling.asgi_redis_get",
+        load.throughput,
+        "req/s",
+        p50_ms=load.p50_ms,
+        p95_ms=load.p95_ms,
+        p99_ms=load.p99_ms,
+        details={"value_bytes": len(CHECKPOINT_DOCUMENT), "workers": 2, "load": load.summary()},
+    )
+
+
+@ceiling("python_loadgen")
+def python_loadgen(ctx: BenchContext) -> Result:
+    """The Python generator's own ceiling: POSTs of a dose-sized body to the bare ASGI
+    endpoint (2 workers, 64 connections), against wrk doing the same.
+    """
+    env = {"VAXREG_BENCH_CEILING_REDIS_URL": ctx.redis_url, "VAXREG_BENCH_CEILING_KEY": "-"}
+    duration = ctx.seconds(5, 2)
+    request = Request("POST", "/ping", DOSE_BODY.encode(), {"Content-Type": "application/json"})
+    with ctx.server(CEILING_APP, workers=2, env=env, ready_path="/ping") as server:
+        url = server.url + "/ping"
+        run_closed_loop(url, fixed_request(request), concurrency=64, duration_s=1)
+        python = run_closed_loop(url, fixed_request(request), concurrency=64, duration_s=duration)
+        wrk = (
+            _http_load(
+                url,
+                ctx,
+                duration_s=duration,
+                method="POST",
+                body=DOSE_BODY,
+                headers={"Content-Type": "application/json"},
+            )
+            if wrk_available()
+            else None
+        )
+    return Result(
+        "ceiling.python_loadgen",
+        python.throughput,
+        "req/s",
+        ceiling=wrk.throughput if wrk else None,
+        ceiling_unit="req/s (wrk, same endpoint)" if wrk else None,
+        p50_ms=python.p50_ms,
+        p95_ms=python.p95_ms,
+        p99_ms=python.p99_ms,
+        details={
+            "python": python.summary(),
+            "wrk": wrk.summary() if wrk else None,
+            "body_bytes": len(DOSE_BODY),
+        },
+    )
+
+
+def _application(ctx: BenchContext, dbname: str) -> Application[uuid.UUID]:
+    return Application[uuid.UUID](env={**ctx.postgres_env(dbname), "POSTGRES_POOL_SIZE": "2"})
+
+
+@ceiling("library_save_rate")
+def library_save_rate(ctx: BenchContext) -> Result:
+    """eventsourcing on PostgreSQL, one `save()` of a 2-event aggregate per command."""
+    duration = ctx.seconds(10, 2)
+    latency = LatencyRecorder()
+    with ctx.temp_database() as dbname:
+        app = _application(ctx, dbname)
+        try:
+            for i in range(50):
+                app.save(_tiny(i))
+            saved = 0
+            start = time.perf_counter()
+            deadline = start + duration
+            while (now := time.perf_counter()) < deadline:
+                aggregate = _tiny(saved)
+                t0 = time.perf_counter()
+                app.save(aggregate)
+                latency.record((time.perf_counter() - t0) * 1000)
+                saved += 1
+            elapsed = now - start
+            batched = 0
+            start = time.perf_counter()
+            deadline = start + duration / 2
+            while (now := time.perf_counter()) < deadline:
+                app.save(*(_tiny(batched + j) for j in range(100)))
+                batched += 100
+            batched_elapsed = now - start
+        finally:
+            app.close()
+    return Result(
+        "ceiling.library_save_rate",
+        saved / elapsed,
+        "aggregates/s",
+        details={
+            "aggregates": saved,
+            "events_per_aggregate": 2,
+            "seconds": round(elapsed, 3),
+            "batched_100_aggregates_per_s": round(batched / batched_elapsed, 1),
+        },
+    ).with_latency(latency)
+
+
+COPY_TABLE_DDL = """
+CREATE TABLE copy_events (
+    originator_id uuid NOT NULL,
+    originator_version bigint NOT NULL,
+    topic text,
+    state bytea,
+    notification_id bigserial,
+    PRIMARY KEY (originator_id, originator_version)
+);
+CREATE UNIQUE INDEX copy_events_notification_id_idx ON copy_events (notification_id ASC);
+"""
+
+
+def _copy_rows(n: int) -> Iterator[tuple[uuid.UUID, int, str, bytes]]:
+    topics = ("vaxreg.bench:Created", "vaxreg.bench:Noted")
+    originator = uuid.uuid4()
+    for i in range(n):
+        if i % 2 == 0:
+            originator = uuid.uuid4()
+        yield originator, i % 2 + 1, topics[i % 2], EVENT_STATE
+
+
+@ceiling("copy_rate")
+def copy_rate(ctx: BenchContext) -> Result:
+    """Binary COPY of event-store-shaped rows into a table indexed like the library's."""
+    rows = ctx.size(1_000_000, 50_000)
+    with ctx.temp_database() as dbname, psycopg.connect(ctx.postgres_dsn(dbname)) as conn:
+        conn.execute(COPY_TABLE_DDL)
+        conn.commit()
+        start = time.perf_counter()
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY copy_events (originator_id, originator_version, topic, state)"
+                " FROM STDIN (FORMAT BINARY)"
+            ) as copy,
+        ):
+            copy.set_types(["uuid", "int8", "text", "bytea"])
+            for row in _copy_rows(rows):
+                copy.write_row(row)
+        conn.commit()
+        elapsed = time.perf_counter() - start
+    return Result(
+        "ceiling.copy_rate",
+        rows / elapsed,
+        "rows/s",
+        details={"rows": rows, "state_bytes": len(EVENT_STATE), "seconds": round(elapsed, 3)},
+    )
+
+
+@ceiling("decode_rate")
+def decode_rate(ctx: BenchContext) -> Result:
+    """`select_notifications(limit=1000)` pages decoded to domain events by the app's mapper."""
+    events = ctx.size(100_000, 10_000)
+    with ctx.temp_database() as dbname:
+        app = _application(ctx, dbname)
+        try:
+            for first in range(0, events // 2, 100):
+                app.save(*(_tiny(i) for i in range(first, min(first + 100, events // 2))))
+            raw_start = time.perf_counter()
+            raw = _read_all(app, decode=False)
+            raw_elapsed = time.perf_counter() - raw_start
+            start = time.perf_counter()
+            decoded = _read_all(app, decode=True)
+            elapsed = time.perf_counter() - start
+        finally:
+            app.close()
+    return Result(
+        "ceiling.decode_rate",
+        decoded / elapsed,
+        "events/s",
+        details={
+            "events": decoded,
+            "seconds": round(elapsed, 3),
+            "raw_notifications_per_s": round(raw / raw_elapsed, 1),
+        },
+    )
+
+
+def _read_all(app: Application[uuid.UUID], *, decode: bool) -> int:
+    count = 0
+    start = 1
+    while True:
+        page = app.recorder.select_notifications(start, limit=1000)
+        if not page:
+            return count
+        if decode:
+            for notification in page:
+                app.mapper.to_domain_event(notification)
+        count += len(page)
+        start = page[-1].id + 1

@@ -1,0 +1,1 @@
+"""Benchmark scenarios: every module here is imported by `bench.harness.load_scenarios`."""
