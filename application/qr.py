@@ -10,8 +10,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Protocol
 from uuid import UUID
 
 from domain.errors import DeclarationInvalid
@@ -19,16 +19,26 @@ from domain.errors import DeclarationInvalid
 MAC_BYTES = 16
 
 
+class SigningKeys(Protocol):
+    """Secrets by key id; the current one signs."""
+
+    @property
+    def current_kid(self) -> str: ...
+
+    def secret(self, kid: str) -> bytes | None: ...
+
+
 class QrTokens:
-    def __init__(self, keys: Mapping[str, bytes], current: str) -> None:
-        if current not in keys:
-            raise ValueError("the current key id must be one of the keys")
-        self._keys = dict(keys)
-        self._current = current
+    def __init__(self, keys: SigningKeys) -> None:
+        self._keys = keys
 
     def issue(self, declaration_id: UUID, valid_until: datetime) -> str:
-        body = f"{self._current}.{declaration_id.hex}.{int(valid_until.timestamp())}"
-        return f"{body}.{self._mac(self._keys[self._current], body)}"
+        kid = self._keys.current_kid
+        secret = self._keys.secret(kid)
+        if secret is None:
+            raise ValueError("the current key id has no secret")
+        body = f"{kid}.{declaration_id.hex}.{int(valid_until.timestamp())}"
+        return f"{body}.{self._mac(secret, body)}"
 
     def verify(self, token: str, now: datetime) -> UUID:
         """The declaration id a genuine, unexpired token names; anything else is refused."""
@@ -36,7 +46,7 @@ class QrTokens:
         if len(parts) != 4 or len(token) > 200:
             raise DeclarationInvalid("not a declaration QR token")
         kid, declaration_hex, until, mac = parts
-        key = self._keys.get(kid)
+        key = self._keys.secret(kid)
         body = f"{kid}.{declaration_hex}.{until}"
         if key is None or not hmac.compare_digest(mac, self._mac(key, body)):
             raise DeclarationInvalid("the QR token's signature is not valid")

@@ -56,8 +56,7 @@ def bootstrap(
     on PostgreSQL, `vaxreg migrate` creates them (see `migrate`)."""
     create = (not settings.uses_postgres) if create_tables is None else create_tables
     ids = IdDeriver(settings.id_key)
-    ring = settings.secret_keys.derive(QR_PURPOSE)
-    qr_tokens = QrTokens(ring.keys, ring.current)
+    qr_tokens = QrTokens(settings.secret_keys.derived(QR_PURPOSE))
     population = PopulationApp(settings.application_env("population", create), clock, ids)
     mobility = MobilityApp(
         settings.application_env("mobility", create),

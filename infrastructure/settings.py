@@ -78,7 +78,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         database_url=database_url,
         redis_url=env.get("VAXREG_REDIS_URL") or None,
-        secret_keys=KeyRing.parse(secret),
+        secret_keys=KeyRing.from_setting(secret),
         id_key=id_key.encode(),
         encryption_key=env.get("VAXREG_ENCRYPTION_KEY") or None,
         data_dir=data_dir,

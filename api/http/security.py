@@ -20,11 +20,9 @@ Tests may instead set ``app.dependency_overrides[get_token_verifier]`` or
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -38,6 +36,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from api.http.problems import ProblemError
 from domain.errors import DomainError, InvalidValue
 from domain.identity import NationalId
+from infrastructure.keys import KeyRing
 
 Clock = Callable[[], datetime]
 
@@ -46,7 +45,6 @@ ALGORITHM = "HS256"
 ACCESS_TOKEN_PURPOSE = "access-token"
 IDENTIFIERS_SCOPE = "identifiers"
 """Lets an integrator see direct identifiers (ID numbers, names) in the event feed."""
-MIN_SECRET_BYTES = 16
 MAX_TOKEN_CHARS = 4096
 REQUIRED_CLAIMS = ("sub", "role", "jti", "iat", "exp", "iss")
 
@@ -121,62 +119,6 @@ class Principal:
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
-
-
-class KeyRing:
-    """Signing secrets by key id: the first signs, all of them verify (key rotation)."""
-
-    def __init__(self, keys: Sequence[tuple[str, bytes]]) -> None:
-        if not keys:
-            raise ValueError("a key ring needs at least one key")
-        ring: dict[str, bytes] = {}
-        for kid, secret in keys:
-            if not kid or kid in ring:
-                raise ValueError(f"key ids must be unique and non-empty, got {kid!r}")
-            if len(secret) < MIN_SECRET_BYTES:
-                raise ValueError(f"the secret of key {kid!r} is shorter than {MIN_SECRET_BYTES}")
-            ring[kid] = secret
-        self._keys = ring
-        self.current_kid = keys[0][0]
-
-    @classmethod
-    def from_setting(cls, value: str) -> KeyRing:
-        """Parse ``secret`` (key id derived from its hash) or ``kid1:secret1,kid2:secret2``.
-
-        With a list, the first key is current; the others only verify.
-        """
-        value = value.strip()
-        if ":" not in value:
-            kid = hashlib.sha256(b"vaxreg key id\x00" + value.encode()).hexdigest()[:16]
-            return cls([(kid, value.encode())])
-        keys = []
-        for item in value.split(","):
-            kid, sep, text = item.strip().partition(":")
-            if not sep:
-                raise ValueError("each key of the list must read kid:secret")
-            keys.append((kid.strip(), text.strip().encode()))
-        return cls(keys)
-
-    @property
-    def kids(self) -> tuple[str, ...]:
-        return tuple(self._keys)
-
-    def secret(self, kid: str) -> bytes | None:
-        return self._keys.get(kid)
-
-    def derive(self, purpose: str, kid: str | None = None) -> bytes:
-        """A key for `purpose` (HMAC-SHA256 of the label), from key `kid` or the current one."""
-        if not purpose:
-            raise ValueError("a derived key needs a purpose")
-        secret = self._keys[kid or self.current_kid]
-        return hmac.new(secret, b"vaxreg/" + purpose.encode(), hashlib.sha256).digest()
-
-    def derived(self, purpose: str) -> KeyRing:
-        """The ring of keys derived for `purpose`, with the same key ids and current key."""
-        return KeyRing([(kid, self.derive(purpose, kid)) for kid in self._keys])
-
-    def __repr__(self) -> str:
-        return f"KeyRing(kids={self.kids!r}, current={self.current_kid!r})"
 
 
 class TokenIssuer:
