@@ -1,0 +1,521 @@
+"""Generic projection engine: batches of notifications into read models, exactly once.
+
+A projection reads and writes its logical keys through a :class:`ViewBatch`. The engine
+applies a whole batch of notifications into per-partition batches, then commits each
+partition's writes together with its new position in one atomic store operation that
+is refused if another writer committed in between (see :mod:`projections.stores`).
+A refused or interrupted batch leaves nothing behind; the next attempt resumes from the
+stored position.
+"""
+
+from __future__ import annotations
+
+import builtins
+import enum
+import time
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+from eventsourcing.application import Application
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import Mapper, Notification
+
+from projections.stores import (
+    COMMITTED,
+    GenerationInfo,
+    Op,
+    PartitionCommit,
+    PartitionState,
+    ReadModelStore,
+    check_name,
+)
+
+DomainEvent = DomainEventProtocol[Any]
+Value = bytes | str | int | float
+Apps = Mapping[str, Application[Any]]
+
+
+def _b(value: Value) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    return str(value).encode()
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """Stable partition of a natural key (e.g. a citizen key), for events and readers."""
+    return zlib.crc32(key.encode()) % partitions if partitions > 1 else 0
+
+
+class Projection:
+    """Base class of read-model projections.
+
+    Subclasses set ``name`` and ``contexts``, optionally ``topics`` (only these event
+    topics are decoded and handled; positions still advance over the others),
+    ``partitions`` with :meth:`partition_of`, and ``version`` (bump it when
+    :meth:`handle` changes meaning: the worker then rebuilds the view).
+
+    Events of different contexts are applied in no particular order relative to each
+    other, so a projection over several contexts must not depend on that order.
+    """
+
+    name: ClassVar[str]
+    contexts: ClassVar[tuple[str, ...]]
+    topics: ClassVar[tuple[str, ...]] = ()
+    partitions: ClassVar[int] = 1
+    version: ClassVar[int] = 1
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            check_name(cls.name)
+
+    def partition_of(self, event: DomainEvent) -> int:
+        """Partition holding this event's effects; use :func:`partition_for`."""
+        return 0
+
+    def handle(self, event: DomainEvent, context: str, view: ViewBatch) -> None:
+        raise NotImplementedError
+
+
+class _Hash:
+    __slots__ = ("complete", "fields", "incr")
+
+    def __init__(self, complete: bool = False) -> None:
+        self.fields: dict[bytes, bytes | None] = {}
+        self.complete = complete
+        self.incr: dict[bytes, int] = {}
+
+
+class _Set:
+    __slots__ = ("complete", "members", "removed")
+
+    def __init__(self, complete: bool = False) -> None:
+        self.members: set[bytes] = set()
+        self.removed: set[bytes] = set()
+        self.complete = complete
+
+
+class ViewBatch:
+    """One partition's pending writes for a batch, with reads that see them.
+
+    Reads not answered by the batch's own writes go to the store once per key (or
+    field) and are cached for the rest of the batch. Writes are recorded in order and
+    sent in the batch's single commit; ``hincrby`` never needs a read.
+    """
+
+    def __init__(self, store: ReadModelStore, name: str, gen: int, partition: int) -> None:
+        self._store = store
+        self._prefix = store.layout.data_prefix(name, gen, partition)
+        self.partition = partition
+        self.ops: list[Op] = []
+        self._strings: dict[str, bytes | None] = {}
+        self._hashes: dict[str, _Hash] = {}
+        self._sets: dict[str, _Set] = {}
+
+    def _key(self, key: str) -> str:
+        return self._prefix + key
+
+    def get(self, key: str) -> bytes | None:
+        if key in self._strings:
+            return self._strings[key]
+        value = self._store.get(self._key(key))
+        self._strings[key] = value
+        return value
+
+    def set(self, key: str, value: Value) -> None:
+        v = _b(value)
+        self._strings[key] = v
+        self._hashes.pop(key, None)
+        self._sets.pop(key, None)
+        self.ops.append(("S", self._key(key), v, b""))
+
+    def delete(self, key: str) -> None:
+        self._strings[key] = None
+        self._hashes[key] = _Hash(complete=True)
+        self._sets[key] = _Set(complete=True)
+        self.ops.append(("D", self._key(key), b"", b""))
+
+    def _hash(self, key: str) -> _Hash:
+        h = self._hashes.get(key)
+        if h is None:
+            h = self._hashes[key] = _Hash()
+        return h
+
+    def hget(self, key: str, field: Value) -> bytes | None:
+        f = _b(field)
+        h = self._hash(key)
+        if f in h.fields:
+            return h.fields[f]
+        if h.complete:
+            return None
+        value = self._store.hget(self._key(key), f)
+        pending = h.incr.pop(f, None)
+        if pending is not None:
+            value = str(int(value or b"0") + pending).encode()
+        h.fields[f] = value
+        return value
+
+    def hgetall(self, key: str) -> dict[bytes, bytes]:
+        h = self._hash(key)
+        if not h.complete:
+            for f, v in self._store.hgetall(self._key(key)).items():
+                h.fields.setdefault(f, v)
+            for f, n in h.incr.items():
+                h.fields[f] = str(int(h.fields.get(f) or b"0") + n).encode()
+            h.incr.clear()
+            h.complete = True
+        return {f: v for f, v in h.fields.items() if v is not None}
+
+    def hset(self, key: str, field: Value, value: Value) -> None:
+        f, v = _b(field), _b(value)
+        h = self._hash(key)
+        h.fields[f] = v
+        h.incr.pop(f, None)
+        self.ops.append(("H", self._key(key), f, v))
+
+    def hdel(self, key: str, field: Value) -> None:
+        f = _b(field)
+        h = self._hash(key)
+        h.fields[f] = None
+        h.incr.pop(f, None)
+        self.ops.append(("X", self._key(key), f, b""))
+
+    def hincrby(self, key: str, field: Value, amount: int = 1) -> None:
+        f = _b(field)
+        h = self._hash(key)
+        if f in h.fields or h.complete:
+            current = h.fields.get(f) or b"0"
+            try:
+                h.fields[f] = str(int(current) + amount).encode()
+            except ValueError:
+                msg = f"hincrby on non-integer field {f!r} of {key}"
+                raise ValueError(msg) from None
+        else:
+            h.incr[f] = h.incr.get(f, 0) + amount
+        self.ops.append(("I", self._key(key), f, str(amount).encode()))
+
+    def _set(self, key: str) -> _Set:
+        s = self._sets.get(key)
+        if s is None:
+            s = self._sets[key] = _Set()
+        return s
+
+    def sadd(self, key: str, member: Value) -> None:
+        m = _b(member)
+        s = self._set(key)
+        s.members.add(m)
+        s.removed.discard(m)
+        self.ops.append(("A", self._key(key), m, b""))
+
+    def srem(self, key: str, member: Value) -> None:
+        m = _b(member)
+        s = self._set(key)
+        s.members.discard(m)
+        if not s.complete:
+            s.removed.add(m)
+        self.ops.append(("R", self._key(key), m, b""))
+
+    def smembers(self, key: str) -> builtins.set[bytes]:
+        s = self._set(key)
+        if not s.complete:
+            base = self._store.smembers(self._key(key))
+            s.members |= base - s.removed
+            s.removed.clear()
+            s.complete = True
+        return set(s.members)
+
+    def sismember(self, key: str, member: Value) -> bool:
+        m = _b(member)
+        s = self._set(key)
+        if m in s.members:
+            return True
+        if s.complete or m in s.removed:
+            return False
+        found = self._store.sismember(self._key(key), m)
+        (s.members if found else s.removed).add(m)
+        return found
+
+    def zadd(self, key: str, member: Value, score: float) -> None:
+        self.ops.append(("Z", self._key(key), _b(member), repr(float(score)).encode()))
+
+    def zrem(self, key: str, member: Value) -> None:
+        self.ops.append(("Q", self._key(key), _b(member), b""))
+
+
+@dataclass
+class ProjectionState:
+    """What a writer knows about the generation it writes to."""
+
+    info: GenerationInfo
+    parts: list[PartitionState]
+
+    def position(self, context: str) -> int:
+        """The lowest position of the context over all partitions."""
+        return min(p.positions.get(context, 0) for p in self.parts)
+
+
+class Outcome(enum.Enum):
+    APPLIED = "applied"
+    NOTHING_NEW = "nothing new"
+    BEHIND = "behind"
+    """The projection's position is below the batch's start: the reader must rewind."""
+    STALE = "stale"
+    """Another writer or a generation switch got there first: reload the state."""
+
+
+class DecodedBatch:
+    """Notifications of one context with their domain events, decoded at most once."""
+
+    def __init__(self, mapper: Mapper[Any], notifications: Sequence[Notification]) -> None:
+        self.mapper = mapper
+        self.notifications = notifications
+        self._events: dict[int, DomainEvent] = {}
+
+    def event(self, index: int) -> DomainEvent:
+        event = self._events.get(index)
+        if event is None:
+            event = self._events[index] = self.mapper.to_domain_event(self.notifications[index])
+        return event
+
+
+def apply_batch(
+    store: ReadModelStore,
+    projection: Projection,
+    state: ProjectionState,
+    context: str,
+    after: int,
+    batch: DecodedBatch,
+) -> Outcome:
+    """Apply notifications ``(after, last]`` of a context and commit them atomically.
+
+    Events at or below a partition's stored position are skipped, so redelivery of
+    a batch, or of part of one, changes nothing. ``state`` is updated on success.
+    """
+    notifications = batch.notifications
+    if not notifications:
+        return Outcome.NOTHING_NEW
+    parts = state.parts
+    if any(p.positions.get(context, 0) < after for p in parts):
+        return Outcome.BEHIND
+    last = notifications[-1].id
+    if all(p.positions.get(context, 0) >= last for p in parts):
+        return Outcome.NOTHING_NEW
+    name, gen, topics = projection.name, state.info.gen, projection.topics
+    views: dict[int, ViewBatch] = {}
+    partitioned = len(parts) > 1
+    for index, notification in enumerate(notifications):
+        if topics and notification.topic not in topics:
+            continue
+        event = batch.event(index)
+        part = projection.partition_of(event) if partitioned else 0
+        if notification.id <= parts[part].positions.get(context, 0):
+            continue
+        view = views.get(part)
+        if view is None:
+            view = views[part] = ViewBatch(store, name, gen, part)
+        projection.handle(event, context, view)
+    commits = [
+        PartitionCommit(i, p.version, {context: last}, views[i].ops if i in views else ())
+        for i, p in enumerate(parts)
+        if p.positions.get(context, 0) < last
+    ]
+    results = store.commit(name, gen, commits)
+    for c, result in zip(commits, results, strict=True):
+        if result == COMMITTED:
+            part_state = parts[c.partition]
+            part_state.version += 1
+            part_state.positions[context] = last
+    return Outcome.APPLIED if all(r == COMMITTED for r in results) else Outcome.STALE
+
+
+def load_state(store: ReadModelStore, projection: Projection) -> ProjectionState | None:
+    """The current generation's state if it matches the projection's configuration."""
+    info = store.meta(projection.name)
+    if info is None or info.partitions != projection.partitions:
+        return None
+    if info.version != projection.version:
+        return None
+    parts = store.partition_states(projection.name, info)
+    return None if parts is None else ProjectionState(info, parts)
+
+
+@dataclass(frozen=True)
+class RebuildProgress:
+    context: str
+    done: int
+    total: int
+    """Upper bound: the sum of the contexts' max notification ids when the rebuild began."""
+    rate: float
+    """Events per second since the start."""
+    eta: float
+    """Seconds left at the current rate."""
+
+
+class RebuildConflictError(Exception):
+    """Another rebuild switched the projection while this one ran."""
+
+
+def rebuild(
+    store: ReadModelStore,
+    projection: Projection,
+    apps: Apps,
+    progress: Callable[[RebuildProgress], None] | None = None,
+    page_size: int = 2000,
+    drop_old: bool = True,
+) -> ProjectionState:
+    """Replay every context from the start into a new generation, then switch to it.
+
+    Safe while live workers run: they keep updating the old generation until the
+    switch, which retires it so their next commit is refused; they then reload and
+    continue in the new generation from the positions the rebuild reached. The old
+    generation's keys are deleted afterwards.
+    """
+    name = projection.name
+    old = store.meta(name)
+    gen = store.new_generation(name, projection.partitions)
+    info = GenerationInfo(gen, projection.partitions, projection.version)
+    state = ProjectionState(info, [PartitionState(1) for _ in range(projection.partitions)])
+    heads = {ctx: apps[ctx].recorder.max_notification_id() or 0 for ctx in projection.contexts}
+    total = sum(heads.values())
+    done = 0
+    started = time.monotonic()
+    try:
+        for context in projection.contexts:
+            app = apps[context]
+            after = 0
+            while True:
+                notifications = app.recorder.select_notifications(
+                    start=after, limit=page_size, inclusive_of_start=False
+                )
+                if not notifications:
+                    break
+                batch = DecodedBatch(app.mapper, notifications)
+                outcome = apply_batch(store, projection, state, context, after, batch)
+                if outcome not in (Outcome.APPLIED, Outcome.NOTHING_NEW):
+                    msg = f"generation {gen} of {name} was written by someone else"
+                    raise RebuildConflictError(msg)
+                after = notifications[-1].id
+                done += len(notifications)
+                if progress is not None:
+                    elapsed = max(time.monotonic() - started, 1e-9)
+                    rate = done / elapsed
+                    eta = max(total - done, 0) / rate if rate else 0.0
+                    progress(RebuildProgress(context, done, total, rate, eta))
+        switched = store.switch(name, old.gen if old else None, info)
+        if not switched:
+            msg = f"{name} was switched to another generation during the rebuild"
+            raise RebuildConflictError(msg)
+    except BaseException:
+        store.drop_generation(name, gen, projection.partitions)
+        raise
+    if drop_old and old is not None:
+        store.drop_generation(name, old.gen, old.partitions)
+    return state
+
+
+def parse_position(position: Mapping[str, int] | str) -> dict[str, int]:
+    """``{"immunization": 1042}`` from itself or from ``"immunization:1042[,ctx:n...]"``."""
+    if not isinstance(position, str):
+        return dict(position)
+    out: dict[str, int] = {}
+    for part in position.split(","):
+        context, _, number = part.strip().rpartition(":")
+        if not context or not number.isdigit():
+            msg = f"invalid position {part!r}: expected '<context>:<notification id>'"
+            raise ValueError(msg)
+        out[context] = max(out.get(context, 0), int(number))
+    return out
+
+
+def positions(store: ReadModelStore, projection: Projection) -> dict[str, int] | None:
+    """The projection's current positions (lowest over partitions), None if unbuilt."""
+    info = store.meta(projection.name)
+    if info is None:
+        return None
+    parts = store.partition_states(projection.name, info)
+    if parts is None:
+        return None
+    state = ProjectionState(info, parts)
+    return {ctx: state.position(ctx) for ctx in projection.contexts}
+
+
+def wait_for(
+    store: ReadModelStore,
+    projections: Iterable[Projection],
+    position: Mapping[str, int] | str,
+    timeout: float = 5.0,
+) -> None:
+    """Block until every projection following a context has reached its position.
+
+    Reads the stored positions, so it works from any process sharing the store.
+    Raises TimeoutError.
+    """
+    wanted = parse_position(position)
+    pending = [p for p in projections if any(ctx in wanted for ctx in p.contexts)]
+    deadline = time.monotonic() + timeout
+    pause = 0.002
+    while True:
+        still = []
+        for projection in pending:
+            reached = positions(store, projection)
+            if reached is None or any(
+                reached[ctx] < n for ctx, n in wanted.items() if ctx in projection.contexts
+            ):
+                still.append(projection)
+        pending = still
+        if not pending:
+            return
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            names = ", ".join(p.name for p in pending)
+            msg = f"timed out waiting for {names} to reach {wanted}"
+            raise TimeoutError(msg)
+        time.sleep(min(pause, remaining))
+        pause = min(pause * 2, 0.05)
+
+
+@dataclass(frozen=True)
+class Lag:
+    position: int
+    head: int
+    events: int
+    """Notifications recorded after the position (upper bound: ids may have gaps)."""
+    seconds: float
+    """Age of the oldest event not yet applied; 0 when caught up."""
+
+
+def _timestamp(event: DomainEvent) -> float | None:
+    ts = getattr(event, "timestamp", None)
+    return ts.timestamp() if isinstance(ts, datetime) else None
+
+
+def measure_lag(
+    store: ReadModelStore, apps: Apps, projections: Iterable[Projection]
+) -> dict[str, dict[str, Lag]]:
+    """Per projection and context: how far the stored position is behind the head."""
+    heads: dict[str, int] = {}
+    out: dict[str, dict[str, Lag]] = {}
+    now = time.time()
+    for projection in projections:
+        reached = positions(store, projection) or {}
+        per_context: dict[str, Lag] = {}
+        for ctx in projection.contexts:
+            app = apps[ctx]
+            if ctx not in heads:
+                heads[ctx] = app.recorder.max_notification_id() or 0
+            head, pos = heads[ctx], reached.get(ctx, 0)
+            seconds = 0.0
+            if pos < head:
+                nxt = app.recorder.select_notifications(
+                    start=pos, limit=1, inclusive_of_start=False
+                )
+                ts = _timestamp(app.mapper.to_domain_event(nxt[0])) if nxt else None
+                seconds = max(now - ts, 0.0) if ts is not None else 0.0
+            per_context[ctx] = Lag(pos, head, max(head - pos, 0), seconds)
+        out[projection.name] = per_context
+    return out

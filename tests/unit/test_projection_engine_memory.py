@@ -1,0 +1,367 @@
+"""Projection engine on MemoryStore with popo and SQLite applications."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate, event
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from projections.engine import (
+    DecodedBatch,
+    DomainEvent,
+    Outcome,
+    Projection,
+    ProjectionState,
+    RebuildProgress,
+    ViewBatch,
+    apply_batch,
+    load_state,
+    parse_position,
+    partition_for,
+    rebuild,
+)
+from projections.stores import MemoryStore, PartitionState
+from projections.worker import ProjectionWorker
+
+
+class Tally(Aggregate):
+    TOPIC = "toy-unit:Tally"
+
+    class Created(Aggregate.Created):
+        TOPIC = "toy-unit:Tally.Created"
+        label: str
+
+    class Bumped(Aggregate.Event):
+        TOPIC = "toy-unit:Tally.Bumped"
+        amount: int
+
+    @event(Created)
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    @event(Bumped)
+    def bump(self, amount: int) -> None:
+        pass
+
+
+class Tallies(Application[UUID]):
+    pass
+
+
+class TallyView(Projection):
+    """Exercises every ViewBatch operation, reads included."""
+
+    name = "tally"
+    contexts = ("toy",)
+
+    def handle(self, event: DomainEvent, context: str, view: ViewBatch) -> None:
+        key = str(event.originator_id)
+        if isinstance(event, Tally.Created):
+            view.set(f"total:{key}", 0)
+            view.sadd("labels", event.label)
+            view.hset(f"info:{key}", "label", event.label)
+            view.zadd("open", key, float(event.originator_version))
+            view.hincrby("stats", "created")
+        elif isinstance(event, Tally.Bumped):
+            total = int(view.get(f"total:{key}") or b"0") + event.amount
+            view.set(f"total:{key}", total)
+            view.hincrby("stats", "bumps")
+            view.hincrby("stats", "sum", event.amount)
+            info = view.hgetall(f"info:{key}")
+            view.hset(f"info:{key}", "bumps", int(info.get(b"bumps", b"0")) + 1)
+            if event.amount == 0:
+                view.hdel(f"info:{key}", "last")
+            else:
+                view.hset(f"info:{key}", "last", event.amount)
+            if total > 5:
+                view.zrem("open", key)
+                view.sadd("big", key)
+            elif view.sismember("big", key):
+                view.srem("big", key)
+                view.zadd("open", key, float(event.originator_version))
+            if total < -5:
+                view.delete(f"total:{key}")
+                view.set(f"total:{key}", 0)
+
+
+class PartitionedTallyView(TallyView):
+    name = "tally-parts"
+    partitions = 3
+
+    def partition_of(self, event: DomainEvent) -> int:
+        return partition_for(str(event.originator_id), self.partitions)
+
+
+class BumpCounter(Projection):
+    """Only counts bumps; filtered by topic."""
+
+    name = "bumps"
+    contexts = ("toy",)
+    topics = (Tally.Bumped.TOPIC,)
+
+    def handle(self, event: DomainEvent, context: str, view: ViewBatch) -> None:
+        view.hincrby("count", "bumps")
+
+
+def popo_app() -> Tallies:
+    return Tallies(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+
+
+def record(app: Tallies, history: list[tuple[int, int]], tallies: list[Tally]) -> int:
+    """Apply (tally index, amount) steps; index beyond the list creates a tally."""
+    last = 0
+    for index, amount in history:
+        if index >= len(tallies):
+            tallies.append(Tally(label=f"t{amount % 3}"))
+            target = tallies[-1]
+        else:
+            target = tallies[index]
+            target.bump(amount)
+        recordings = app.save(target)
+        last = recordings[-1].notification.id
+    return last
+
+
+histories = st.lists(st.tuples(st.integers(0, 6), st.integers(-4, 4)), min_size=1, max_size=60)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    chunks=st.lists(histories, min_size=1, max_size=4),
+    batch_size=st.integers(1, 40),
+)
+def test_incremental_build_equals_rebuild(
+    chunks: list[list[tuple[int, int]]], batch_size: int
+) -> None:
+    app = popo_app()
+    store = MemoryStore("t")
+    projections = [TallyView(), PartitionedTallyView(), BumpCounter()]
+    worker = ProjectionWorker({"toy": app}, projections, store, batch_size=batch_size)
+    tallies: list[Tally] = []
+    for chunk in chunks:
+        record(app, chunk, tallies)
+        worker.catch_up()
+    incremental = {p.name: store.snapshot(p.name) for p in projections}
+    bumps = (app.recorder.max_notification_id() or 0) - len(tallies)
+    assert store.reader().hget("bumps", "count", "bumps") == (
+        str(bumps).encode() if bumps else None
+    )
+    for projection in projections:
+        rebuild(store, projection, {"toy": app}, page_size=7)
+        assert store.snapshot(projection.name) == incremental[projection.name]
+    assert incremental["tally"]
+    assert incremental["tally-parts"]
+
+
+def test_redelivered_batch_changes_nothing() -> None:
+    app = popo_app()
+    store = MemoryStore("t")
+    tallies: list[Tally] = []
+    record(app, [(0, 0), (0, 3), (0, 4), (1, 0), (1, 2)], tallies)
+    projection = TallyView()
+    worker = ProjectionWorker({"toy": app}, [projection], store)
+    worker.catch_up()
+    before = store.snapshot("tally")
+    assert before["p0:stats"] == {b"created": b"2", b"bumps": b"3", b"sum": b"9"}
+
+    notifications = app.recorder.select_notifications(start=0, limit=100, inclusive_of_start=False)
+    batch = DecodedBatch(app.mapper, notifications)
+    current = load_state(store, projection)
+    assert current is not None
+    assert apply_batch(store, projection, current, "toy", 0, batch) is Outcome.NOTHING_NEW
+    stale = ProjectionState(current.info, [PartitionState(1)])
+    assert apply_batch(store, projection, stale, "toy", 0, batch) is Outcome.STALE
+    assert ProjectionWorker({"toy": app}, [projection], store).catch_up() == 0
+    assert store.snapshot("tally") == before
+
+
+class Exploding(TallyView):
+    name = "exploding"
+    fuse: int | None = None
+
+    def handle(self, event: DomainEvent, context: str, view: ViewBatch) -> None:
+        if self.fuse is not None and event.originator_version == self.fuse:
+            msg = "boom"
+            raise RuntimeError(msg)
+        super().handle(event, context, view)
+
+
+def test_failure_mid_batch_writes_nothing_and_resumes() -> None:
+    app = popo_app()
+    store = MemoryStore("t")
+    tallies: list[Tally] = []
+    record(app, [(0, 1), (0, 1)], tallies)
+    projection = Exploding()
+    worker = ProjectionWorker({"toy": app}, [projection], store, batch_size=100)
+    worker.catch_up()
+    after_first = store.snapshot("exploding")
+    record(app, [(0, 1), (0, 1), (0, 1), (0, 1)], tallies)
+    projection.fuse = 6
+    with pytest.raises(RuntimeError, match="boom"):
+        worker.catch_up()
+    assert store.snapshot("exploding") == after_first
+    projection.fuse = None
+    worker.catch_up()
+    incremental = store.snapshot("exploding")
+    stats = incremental["p0:stats"]
+    assert isinstance(stats, dict)
+    assert stats[b"sum"] == b"5"
+    rebuild(store, projection, {"toy": app})
+    assert store.snapshot("exploding") == incremental
+
+
+def test_rebuild_switches_generation_and_drops_old_keys() -> None:
+    app = popo_app()
+    store = MemoryStore("t")
+    tallies: list[Tally] = []
+    record(app, [(0, 2), (0, 2), (0, 2), (1, 1), (1, 1)], tallies)
+    projection = TallyView()
+    worker = ProjectionWorker({"toy": app}, [projection], store)
+    worker.catch_up()
+    first = store.meta("tally")
+    assert first is not None
+    before = store.snapshot("tally")
+    seen: list[RebuildProgress] = []
+    rebuild(store, projection, {"toy": app}, progress=seen.append, page_size=2)
+    second = store.meta("tally")
+    assert second is not None
+    assert second.gen > first.gen
+    assert store.snapshot("tally") == before
+    old = (f":g{first.gen}:", f":g{first.gen}~")
+    assert not [k for k in store.physical_keys() if any(o in k for o in old)]
+    assert seen[-1].done == 5
+    assert seen[-1].total == 5
+    assert store.reader().hget("tally", "stats", "bumps") == b"3"
+    record(app, [(0, 1)], tallies)
+    worker.catch_up()
+    assert store.reader().hget("tally", "stats", "bumps") == b"4"
+
+
+def test_version_bump_triggers_rebuild() -> None:
+    app = popo_app()
+    store = MemoryStore("t")
+    record(app, [(0, 2), (0, 2)], [])
+    ProjectionWorker({"toy": app}, [TallyView()], store).catch_up()
+    gen = store.meta("tally")
+
+    class TallyView2(TallyView):
+        version = 2
+
+    ProjectionWorker({"toy": app}, [TallyView2()], store).catch_up()
+    info = store.meta("tally")
+    assert info is not None
+    assert gen is not None
+    assert (info.version, info.gen) == (2, gen.gen + 1)
+
+
+@pytest.fixture
+def sqlite_app(tmp_path: Path) -> Iterator[Tallies]:
+    app = Tallies(
+        env={
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": str(tmp_path / "toy.db"),
+        }
+    )
+    yield app
+    app.close()
+
+
+def wait_until(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            msg = "condition not reached"
+            raise AssertionError(msg)
+        time.sleep(0.01)
+
+
+def test_running_worker_on_sqlite_wait_lag_and_loss(sqlite_app: Tallies) -> None:
+    store = MemoryStore("t")
+    projection = TallyView()
+    worker = ProjectionWorker(
+        {"toy": sqlite_app}, [projection], store, poll_interval=0.01, check_interval=0.05
+    )
+    tallies: list[Tally] = []
+    last = record(sqlite_app, [(0, 1)] * 5, tallies)
+    worker.start()
+    try:
+        worker.wait(f"toy:{last}", timeout=5)
+        assert store.reader().get("tally", f"total:{tallies[0].id}") == b"4"
+        lag = worker.lag()["tally"]["toy"]
+        assert (lag.events, lag.seconds, lag.position) == (0, 0.0, last)
+
+        last = record(sqlite_app, [(0, 1)] * 3, tallies)
+        worker.wait({"toy": last}, timeout=5)
+        assert store.reader().get("tally", f"total:{tallies[0].id}") == b"7"
+
+        before = store.snapshot("tally")
+        store.flush()
+        wait_until(lambda: store.snapshot("tally") == before)
+        worker.wait({"toy": last}, timeout=5)
+    finally:
+        worker.stop()
+
+
+def test_lag_when_behind() -> None:
+    app = popo_app()
+    store = MemoryStore("t")
+    worker = ProjectionWorker({"toy": app}, [TallyView()], store)
+    worker.catch_up()
+    record(app, [(0, 1), (0, 1), (0, 1)], [])
+    time.sleep(0.05)
+    lag = worker.lag()["tally"]["toy"]
+    assert (lag.position, lag.head, lag.events) == (0, 3, 3)
+    assert lag.seconds >= 0.05
+    with pytest.raises(TimeoutError):
+        worker.wait("toy:3", timeout=0.05)
+    worker.catch_up()
+    worker.wait("toy:3", timeout=0.05)
+
+
+def test_concurrent_rebuild_while_worker_runs() -> None:
+    app = popo_app()
+    store = MemoryStore("t")
+    projection = TallyView()
+    worker = ProjectionWorker({"toy": app}, [projection], store, poll_interval=0.005)
+    tallies: list[Tally] = []
+    last = record(app, [(0, 1)] * 200, tallies)
+    worker.start()
+    worker.wait({"toy": last}, timeout=5)
+    stop = threading.Event()
+
+    def write() -> None:
+        while not stop.is_set():
+            record(app, [(0, 1)], tallies)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        for _ in range(3):
+            rebuild(store, projection, {"toy": app}, page_size=50)
+        stop.set()
+        writer.join()
+        worker.wait({"toy": app.recorder.max_notification_id() or 0}, timeout=5)
+    finally:
+        stop.set()
+        worker.stop()
+    total = tallies[0].version - 1
+    assert store.reader().get("tally", f"total:{tallies[0].id}") == str(total).encode()
+    live = store.snapshot("tally")
+    rebuild(store, projection, {"toy": app})
+    assert store.snapshot("tally") == live
+
+
+def test_parse_position() -> None:
+    assert parse_position("immunization:1042") == {"immunization": 1042}
+    assert parse_position("a:1, b:2") == {"a": 1, "b": 2}
+    with pytest.raises(ValueError, match="invalid position"):
+        parse_position("nope")
