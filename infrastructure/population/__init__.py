@@ -1,0 +1,1 @@
+"""The national population register: its extract format and a synthetic generator."""
