@@ -20,6 +20,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError, JSONTranscoder
 
+from application.group_commit import GroupCommitter
 from application.ids import IdDeriver
 from application.transcoding import register_transcodings
 from domain.base import Actor, Clock, recording_clock
@@ -85,6 +86,7 @@ class RegistryApplication(Application[UUID]):
         self.clock = clock
         self.ids = ids
         super().__init__(env)
+        self.committer = GroupCommitter(lambda *aggregates: self.save(*aggregates))
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -134,7 +136,7 @@ class RegistryApplication(Application[UUID]):
             if not any(a.pending_events for a in aggregates):
                 return Outcome(self.position(self.head()), result)
             try:
-                recordings = self.save(*aggregates)
+                recordings = self.committer.save(aggregates)
             except IntegrityError:
                 if receipt_id is not None:
                     earlier = self._replay(receipt_id, command, digest)
@@ -142,7 +144,8 @@ class RegistryApplication(Application[UUID]):
                         return earlier
                 time.sleep(random.uniform(0, 0.005 * 2**attempt))
                 continue
-            return Outcome(self.position(recordings[-1].notification.id), result)
+            last = max(r.notification.id for r in recordings)
+            return Outcome(self.position(last), result)
         raise Conflict(
             f"the record kept changing under {MAX_ATTEMPTS} attempts; try again",
             attempts=MAX_ATTEMPTS,
