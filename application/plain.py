@@ -10,13 +10,14 @@ from uuid import UUID
 
 from eventsourcing.domain import DomainEvent
 
+from domain.areas import AreaCode
 from domain.identity import NationalId, Passport
 
 ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic"}
 
 
 def plain(value: Any) -> Any:
-    if isinstance(value, NationalId | Passport):
+    if isinstance(value, NationalId | Passport | AreaCode):
         return str(value)
     if isinstance(value, Enum):
         return value.value
