@@ -97,15 +97,18 @@ def _tiny(i: int) -> TinyAggregate:
 def _http_load(
     url: str, ctx: BenchContext, *, duration_s: float, connections: int = 64, **wrk_args: Any
 ) -> LoadResult:
+    """wrk when installed, else the Python generator (with a warning)."""
     if wrk_available():
-        run_wrk(url, duration_s=1, connections=connections, **wrk_args)
         return run_wrk(url, duration_s=duration_s, connections=connections, **wrk_args)
     ctx.log("warning: wrk is not installed; using the Python load generator (a lower ceiling)")
     method = wrk_args.get("method", "GET")
     body = (wrk_args.get("body") or "").encode()
     request = fixed_request(Request(method, "/" + url.split("/", 3)[3], body))
-    run_closed_loop(url, request, concurrency=connections, duration_s=1)
     return run_closed_loop(url, request, concurrency=connections, duration_s=duration_s)
+
+
+def _throughput(load: LoadResult) -> float:
+    return load.throughput
 
 
 @ceiling("asgi_redis_get")
@@ -115,7 +118,11 @@ def asgi_redis_get(ctx: BenchContext) -> Result:
     ctx.redis().set(key, CHECKPOINT_DOCUMENT)
     env = {"VAXREG_BENCH_CEILING_REDIS_URL": ctx.redis_url, "VAXREG_BENCH_CEILING_KEY": key}
     with ctx.server(CEILING_APP, workers=2, env=env, ready_path="/ping") as server:
-        load = _http_load(f"{server.url}/v1/checkpoint/ceiling", ctx, duration_s=ctx.seconds(10, 3))
+        url = f"{server.url}/v1/checkpoint/ceiling"
+        _http_load(url, ctx, duration_s=1)
+        load, runs = ctx.median_of(
+            lambda: _http_load(url, ctx, duration_s=ctx.seconds(5, 2)), _throughput
+        )
     if load.errors:
         raise RuntimeError(f"the ceiling app answered {load.errors} errors: {load.summary()}")
     return Result(
@@ -125,34 +132,44 @@ def asgi_redis_get(ctx: BenchContext) -> Result:
         p50_ms=load.p50_ms,
         p95_ms=load.p95_ms,
         p99_ms=load.p99_ms,
-        details={"value_bytes": len(CHECKPOINT_DOCUMENT), "workers": 2, "load": load.summary()},
+        details={
+            "value_bytes": len(CHECKPOINT_DOCUMENT),
+            "workers": 2,
+            "runs": [round(r, 1) for r in runs],
+            "load": load.summary(),
+        },
     )
 
 
 @ceiling("python_loadgen")
 def python_loadgen(ctx: BenchContext) -> Result:
     """The Python generator's own ceiling: POSTs of a dose-sized body to the bare ASGI
-    endpoint (2 workers, 64 connections), against wrk doing the same.
+    endpoint (2 workers, 64 connections), against wrk doing the same in alternating runs.
     """
     env = {"VAXREG_BENCH_CEILING_REDIS_URL": ctx.redis_url, "VAXREG_BENCH_CEILING_KEY": "-"}
-    duration = ctx.seconds(5, 2)
-    request = Request("POST", "/ping", DOSE_BODY.encode(), {"Content-Type": "application/json"})
+    duration = ctx.seconds(3, 2)
+    make = fixed_request(
+        Request("POST", "/ping", DOSE_BODY.encode(), {"Content-Type": "application/json"})
+    )
+    python_runs: list[LoadResult] = []
+    wrk_runs: list[LoadResult] = []
     with ctx.server(CEILING_APP, workers=2, env=env, ready_path="/ping") as server:
         url = server.url + "/ping"
-        run_closed_loop(url, fixed_request(request), concurrency=64, duration_s=1)
-        python = run_closed_loop(url, fixed_request(request), concurrency=64, duration_s=duration)
-        wrk = (
-            _http_load(
-                url,
-                ctx,
-                duration_s=duration,
-                method="POST",
-                body=DOSE_BODY,
-                headers={"Content-Type": "application/json"},
-            )
-            if wrk_available()
-            else None
-        )
+        run_closed_loop(url, make, concurrency=64, duration_s=1)
+        for _ in range(ctx.repeats):
+            python_runs.append(run_closed_loop(url, make, concurrency=64, duration_s=duration))
+            if wrk_available():
+                wrk_runs.append(
+                    run_wrk(
+                        url,
+                        duration_s=duration,
+                        method="POST",
+                        body=DOSE_BODY,
+                        headers={"Content-Type": "application/json"},
+                    )
+                )
+    python = sorted(python_runs, key=_throughput)[len(python_runs) // 2]
+    wrk = sorted(wrk_runs, key=_throughput)[len(wrk_runs) // 2] if wrk_runs else None
     return Result(
         "ceiling.python_loadgen",
         python.throughput,
@@ -163,6 +180,9 @@ def python_loadgen(ctx: BenchContext) -> Result:
         p95_ms=python.p95_ms,
         p99_ms=python.p99_ms,
         details={
+            "python_runs": [round(r.throughput, 1) for r in python_runs],
+            "wrk_runs": [round(r.throughput, 1) for r in wrk_runs],
+            "client_cpu_fraction": python.details["client_cpu_fraction"],
             "python": python.summary(),
             "wrk": wrk.summary() if wrk else None,
             "body_bytes": len(DOSE_BODY),
@@ -174,49 +194,58 @@ def _application(ctx: BenchContext, dbname: str) -> Application[uuid.UUID]:
     return Application[uuid.UUID](env={**ctx.postgres_env(dbname), "POSTGRES_POOL_SIZE": "2"})
 
 
+def _save_one_by_one(
+    app: Application[uuid.UUID], duration_s: float
+) -> tuple[float, LatencyRecorder]:
+    latency = LatencyRecorder()
+    saved = 0
+    start = time.perf_counter()
+    deadline = start + duration_s
+    while (now := time.perf_counter()) < deadline:
+        aggregate = _tiny(saved)
+        t0 = time.perf_counter()
+        app.save(aggregate)
+        latency.record((time.perf_counter() - t0) * 1000)
+        saved += 1
+    return saved / (now - start), latency
+
+
 @ceiling("library_save_rate")
 def library_save_rate(ctx: BenchContext) -> Result:
     """eventsourcing on PostgreSQL, one `save()` of a 2-event aggregate per command."""
-    duration = ctx.seconds(10, 2)
-    latency = LatencyRecorder()
+    duration = ctx.seconds(4, 2)
     with ctx.temp_database() as dbname:
         app = _application(ctx, dbname)
         try:
             for i in range(50):
                 app.save(_tiny(i))
-            saved = 0
-            start = time.perf_counter()
-            deadline = start + duration
-            while (now := time.perf_counter()) < deadline:
-                aggregate = _tiny(saved)
-                t0 = time.perf_counter()
-                app.save(aggregate)
-                latency.record((time.perf_counter() - t0) * 1000)
-                saved += 1
-            elapsed = now - start
+            (rate, latency), runs = ctx.median_of(
+                lambda: _save_one_by_one(app, duration), lambda run: run[0]
+            )
             batched = 0
             start = time.perf_counter()
             deadline = start + duration / 2
             while (now := time.perf_counter()) < deadline:
                 app.save(*(_tiny(batched + j) for j in range(100)))
                 batched += 100
-            batched_elapsed = now - start
+            batched_rate = batched / (now - start)
         finally:
             app.close()
     return Result(
         "ceiling.library_save_rate",
-        saved / elapsed,
+        rate,
         "aggregates/s",
         details={
-            "aggregates": saved,
             "events_per_aggregate": 2,
-            "seconds": round(elapsed, 3),
-            "batched_100_aggregates_per_s": round(batched / batched_elapsed, 1),
+            "seconds_per_run": duration,
+            "runs": [round(r, 1) for r in runs],
+            "batched_100_aggregates_per_s": round(batched_rate, 1),
         },
     ).with_latency(latency)
 
 
 COPY_TABLE_DDL = """
+DROP TABLE IF EXISTS copy_events;
 CREATE TABLE copy_events (
     originator_id uuid NOT NULL,
     originator_version bigint NOT NULL,
@@ -238,32 +267,49 @@ def _copy_rows(n: int) -> Iterator[tuple[uuid.UUID, int, str, bytes]]:
         yield originator, i % 2 + 1, topics[i % 2], EVENT_STATE
 
 
+def _copy_once(conn: psycopg.Connection[Any], rows: int) -> float:
+    """Rows/s of one binary COPY (commit included) into a freshly created table."""
+    conn.execute(COPY_TABLE_DDL)
+    conn.commit()
+    start = time.perf_counter()
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY copy_events (originator_id, originator_version, topic, state)"
+            " FROM STDIN (FORMAT BINARY)"
+        ) as copy,
+    ):
+        copy.set_types(["uuid", "int8", "text", "bytea"])
+        for row in _copy_rows(rows):
+            copy.write_row(row)
+    conn.commit()
+    return rows / (time.perf_counter() - start)
+
+
 @ceiling("copy_rate")
 def copy_rate(ctx: BenchContext) -> Result:
-    """Binary COPY of event-store-shaped rows into a table indexed like the library's."""
-    rows = ctx.size(1_000_000, 50_000)
+    """Binary COPY (psycopg `cursor.copy()`) of event-store-shaped rows into a table
+    indexed like the library's stored events table.
+    """
+    rows = ctx.size(500_000, 50_000)
     with ctx.temp_database() as dbname, psycopg.connect(ctx.postgres_dsn(dbname)) as conn:
-        conn.execute(COPY_TABLE_DDL)
-        conn.commit()
-        start = time.perf_counter()
-        with (
-            conn.cursor() as cur,
-            cur.copy(
-                "COPY copy_events (originator_id, originator_version, topic, state)"
-                " FROM STDIN (FORMAT BINARY)"
-            ) as copy,
-        ):
-            copy.set_types(["uuid", "int8", "text", "bytea"])
-            for row in _copy_rows(rows):
-                copy.write_row(row)
-        conn.commit()
-        elapsed = time.perf_counter() - start
+        rate, runs = ctx.median_of(lambda: _copy_once(conn, rows), float)
     return Result(
         "ceiling.copy_rate",
-        rows / elapsed,
+        rate,
         "rows/s",
-        details={"rows": rows, "state_bytes": len(EVENT_STATE), "seconds": round(elapsed, 3)},
+        details={
+            "rows_per_run": rows,
+            "state_bytes": len(EVENT_STATE),
+            "runs": [round(r, 1) for r in runs],
+        },
     )
+
+
+def _read_rate(app: Application[uuid.UUID], *, decode: bool) -> float:
+    start = time.perf_counter()
+    count = _read_all(app, decode=decode)
+    return count / (time.perf_counter() - start)
 
 
 @ceiling("decode_rate")
@@ -275,22 +321,19 @@ def decode_rate(ctx: BenchContext) -> Result:
         try:
             for first in range(0, events // 2, 100):
                 app.save(*(_tiny(i) for i in range(first, min(first + 100, events // 2))))
-            raw_start = time.perf_counter()
-            raw = _read_all(app, decode=False)
-            raw_elapsed = time.perf_counter() - raw_start
-            start = time.perf_counter()
-            decoded = _read_all(app, decode=True)
-            elapsed = time.perf_counter() - start
+            raw, raw_runs = ctx.median_of(lambda: _read_rate(app, decode=False), float)
+            rate, runs = ctx.median_of(lambda: _read_rate(app, decode=True), float)
         finally:
             app.close()
     return Result(
         "ceiling.decode_rate",
-        decoded / elapsed,
+        rate,
         "events/s",
         details={
-            "events": decoded,
-            "seconds": round(elapsed, 3),
-            "raw_notifications_per_s": round(raw / raw_elapsed, 1),
+            "events": events,
+            "runs": [round(r, 1) for r in runs],
+            "raw_notifications_per_s": round(raw, 1),
+            "raw_runs": [round(r, 1) for r in raw_runs],
         },
     )
 

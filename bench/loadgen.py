@@ -5,6 +5,8 @@
 counted from the scheduled send time, so a stalled server cannot hide its queueing) are
 the Python generator, for POST command loads and lag measurements. It speaks HTTP/1.1
 over raw asyncio streams with keep-alive, one connection per concurrent request.
+`details["client_cpu_fraction"]` is the CPU time of the generating process over the run's
+wall time: near 1.0 means the generator had a core to itself and may have been the limit.
 
 Its own ceiling (`python_loadgen` in `bench.ceilings`, measured against the bare ASGI
 endpoint of `bench.asgi_ceiling`) shows whether it can be the bottleneck of a scenario:
@@ -393,6 +395,7 @@ class _Tally:
     statuses: dict[int, int] = field(default_factory=dict)
     failures: int = 0
     failure_kinds: dict[str, int] = field(default_factory=dict)
+    cpu_start: float = field(default_factory=time.process_time)
 
     def fail(self, exc: BaseException) -> None:
         self.failures += 1
@@ -417,6 +420,9 @@ class _Tally:
                 **details,
                 "failures": dict(self.failure_kinds),
                 "latency_exact": self.recorder.exact,
+                "client_cpu_fraction": round(
+                    (time.process_time() - self.cpu_start) / max(duration_s, 1e-9), 3
+                ),
             },
         )
 

@@ -411,6 +411,25 @@ def test_run_records_emits_and_reports_failures(
     assert [r.scenario for r in read_results(str(output))] == ["fake_ok.early", "fake_ok"]
 
 
+def test_run_reports_modules_that_failed_to_import(
+    registry: dict[str, harness.Scenario], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    @scenario("fake_fine")
+    def fake_fine(ctx: BenchContext) -> Result:
+        return Result("fake_fine", 1.0, "ops/s")
+
+    monkeypatch.setattr(harness, "IMPORT_ERRORS", {"bench.scenarios.broken": "Traceback"})
+    results, failed = harness.run(
+        ["fake_fine"],
+        stdout=io.StringIO(),
+        log_stream=io.StringIO(),
+        postgres_url=UNREACHABLE_POSTGRES,
+        redis_url=UNREACHABLE_REDIS,
+    )
+    assert [r.scenario for r in results] == ["fake_fine"]
+    assert failed == ["import bench.scenarios.broken"]
+
+
 def test_cli_runs_a_scenario(
     registry: dict[str, harness.Scenario], monkeypatch: pytest.MonkeyPatch
 ) -> None:
