@@ -12,7 +12,7 @@ from application.ids import IdDeriver
 from application.mobility import CitizenLookup
 from domain.base import SYSTEM, Actor, Clock
 from domain.citizen import Citizen
-from domain.clock import local_day
+from domain.clock import local_day, utc
 from domain.dose_rules import DoseContext
 from domain.doses import (
     AdverseEvent,
@@ -139,7 +139,7 @@ class ImmunizationApp(RegistryApplication):
                 dose_id,
                 given.product,
                 given.lot.strip().upper(),
-                given.given_at,
+                utc(given.given_at, "given_at"),
                 unit,
                 given.vaccinator,
                 given.site,
@@ -176,7 +176,7 @@ class ImmunizationApp(RegistryApplication):
                 dose_id,
                 corrected.product,
                 corrected.lot.strip().upper(),
-                corrected.given_at,
+                utc(corrected.given_at, "given_at"),
                 unit,
                 corrected.vaccinator,
                 corrected.site,
@@ -214,7 +214,7 @@ class ImmunizationApp(RegistryApplication):
     ) -> Outcome:
         def work() -> Work:
             record = self._existing_record(person)
-            report = AdverseEvent(dose_id, onset, severity, description)
+            report = AdverseEvent(dose_id, utc(onset, "onset"), severity, description)
             record.report_adverse_event(report, self.clock(), request.actor)
             return [record], {"dose_id": str(dose_id), "severity": severity.value}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -14,6 +14,7 @@ from application.qr import QrTokens
 from domain.areas import AreaCode
 from domain.base import Actor, Clock
 from domain.citizen import Citizen
+from domain.clock import utc
 from domain.errors import DeclarationNotFound, InvalidValue
 from domain.identity import PersonId
 from domain.mobility import (
@@ -72,13 +73,16 @@ class MobilityApp(RegistryApplication):
         def work() -> Work:
             self.register.current_record(person)
             now = self.clock()
+            test = health.test
+            if test is not None:
+                test = replace(test, sampled_at=utc(test.sampled_at, "sampled_at"))
             declaration = Declaration(
                 declaration_id=declaration_id,
                 trip=trip,
                 symptoms=health.symptoms,
                 contact_with_confirmed_case=health.contact_with_confirmed_case,
                 stayed_in_high_risk_area=health.stayed_in_high_risk_area,
-                test=health.test,
+                test=test,
                 declared_at=now,
                 valid_until=now + self.validity,
             )
@@ -132,13 +136,14 @@ class MobilityApp(RegistryApplication):
             raise InvalidValue("risk levels are set for provinces and districts")
 
         def work() -> Work:
+            effective = utc(effective_from, "effective_from")
             risk = self.find(self.ids.area_risk(area), AreaRisk)
             if risk is None:
                 risk = AreaRisk.assess(
-                    self.ids.area_risk(area), area, level, effective_from, reason, request.actor
+                    self.ids.area_risk(area), area, level, effective, reason, request.actor
                 )
             else:
-                risk.reassess(level, effective_from, reason, request.actor)
+                risk.reassess(level, effective, reason, request.actor)
             return [risk], {"area": str(area), "level": level.value}
 
         payload = {"area": area, "level": level, "effective_from": effective_from, "reason": reason}
