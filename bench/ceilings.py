@@ -22,6 +22,7 @@ from bench.loadgen import (
     Request,
     fixed_request,
     run_closed_loop,
+    run_http_load,
     run_wrk,
     wrk_available,
 )
@@ -94,17 +95,10 @@ def _tiny(i: int) -> TinyAggregate:
     return aggregate
 
 
-def _http_load(
-    url: str, ctx: BenchContext, *, duration_s: float, connections: int = 64, **wrk_args: Any
-) -> LoadResult:
-    """wrk when installed, else the Python generator (with a warning)."""
-    if wrk_available():
-        return run_wrk(url, duration_s=duration_s, connections=connections, **wrk_args)
-    ctx.log("warning: wrk is not installed; using the Python load generator (a lower ceiling)")
-    method = wrk_args.get("method", "GET")
-    body = (wrk_args.get("body") or "").encode()
-    request = fixed_request(Request(method, "/" + url.split("/", 3)[3], body))
-    return run_closed_loop(url, request, concurrency=connections, duration_s=duration_s)
+def _http_load(url: str, ctx: BenchContext, *, duration_s: float, **kwargs: Any) -> LoadResult:
+    return run_http_load(
+        url, duration_s=duration_s, warn=lambda m: ctx.log(f"warning: {m}"), **kwargs
+    )
 
 
 def _throughput(load: LoadResult) -> float:

@@ -339,12 +339,12 @@ def run(
     log_stream: TextIO | None = None,
 ) -> tuple[list[Result], list[str]]:
     """Runs scenarios, printing each result as it comes (JSON lines with `json`) and
-    appending it to `output`. Returns the results and the names of scenarios that failed.
+    appending it to `output`; server logs go to `output_dir` (var/bench by default).
+    Returns the results and the names of scenarios that failed.
     """
     chosen = resolve(names)
     out = stdout or sys.stdout
-    if output_dir is None:
-        output_dir = output.parent if output is not None else Path("var/bench")
+    output_dir = output_dir or Path("var/bench")
     output_dir.mkdir(parents=True, exist_ok=True)
 
     def emit(result: Result) -> None:

@@ -591,6 +591,43 @@ def run_open_loop(url: str, make_request: RequestFactory, **kwargs: Any) -> Load
     return run_async(open_loop(url, make_request, **kwargs))
 
 
+def run_http_load(
+    url: str,
+    *,
+    duration_s: float,
+    connections: int = 64,
+    paths: Sequence[str] | None = None,
+    method: str = "GET",
+    headers: Mapping[str, str] | None = None,
+    body: str | None = None,
+    warn: Callable[[str], None] = print,
+) -> LoadResult:
+    """`run_wrk` when wrk is installed, else the Python closed loop with the same requests
+    (after calling `warn`: its ceiling is lower, see `python_loadgen`).
+    """
+    if wrk_available():
+        return run_wrk(
+            url,
+            duration_s=duration_s,
+            connections=connections,
+            paths=paths,
+            method=method,
+            headers=headers,
+            body=body,
+        )
+    warn("wrk is not installed; falling back to the Python load generator")
+    targets = list(paths) if paths else [urlsplit(url).path or "/"]
+    encoded = (body or "").encode()
+    rng = random.Random()
+    return run_closed_loop(
+        url,
+        lambda _: Request(method, rng.choice(targets), encoded),
+        concurrency=connections,
+        duration_s=duration_s,
+        headers=headers,
+    )
+
+
 def random_paths(
     paths: Sequence[str], *, method: str = "GET", seed: int | None = None
 ) -> RequestFactory:

@@ -275,6 +275,12 @@ def format_result(result: Result) -> str:
             lines.append(f"  {key}: {value}")
         elif isinstance(value, int | float):
             lines.append(f"  {key}: {format_number(value)}")
+        elif (
+            isinstance(value, list)
+            and len(value) <= 10
+            and all(isinstance(v, int | float) for v in value)
+        ):
+            lines.append(f"  {key}: {', '.join(format_number(v) for v in value)}")
         elif isinstance(value, list):
             lines.append(f"  {key}: {len(value)} points")
     return "\n".join(lines)

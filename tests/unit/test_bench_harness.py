@@ -9,6 +9,9 @@ import io
 import json
 import math
 import random
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,7 @@ import pytest
 import uvicorn
 from typer.testing import CliRunner
 
-from bench import harness
+from bench import harness, loadgen
 from bench.harness import BenchContext, scenario
 from bench.loadgen import (
     LoadResult,
@@ -27,6 +30,9 @@ from bench.loadgen import (
     open_loop,
     parse_wrk_output,
     random_paths,
+    run_http_load,
+    run_wrk,
+    wrk_available,
     wrk_script,
 )
 from bench.report import splice
@@ -339,6 +345,54 @@ def test_open_loop_sends_the_scheduled_count() -> None:
     assert result.details["scheduled"] == 100
     assert result.requests == 100
     assert result.errors == 0
+
+
+@pytest.fixture
+def threaded_server() -> Iterator[str]:
+    """The tiny app served by uvicorn in a background thread, for synchronous drivers."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(tiny_app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.mark.skipif(not wrk_available(), reason="wrk is not installed")
+def test_run_wrk_against_a_server(threaded_server: str) -> None:
+    result = run_wrk(
+        threaded_server + "/x",
+        duration_s=1,
+        connections=4,
+        threads=1,
+        paths=["/a", "/b", "/missing"],
+        headers={"Authorization": "Bearer t"},
+    )
+    assert result.requests > 0
+    assert 0 < result.errors < result.requests
+    assert result.p50_ms is not None
+
+
+def test_http_load_falls_back_to_python_without_wrk(
+    threaded_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loadgen, "wrk_available", lambda: False)
+    warnings: list[str] = []
+    result = run_http_load(
+        threaded_server + "/a", duration_s=0.3, connections=2, paths=["/a"], warn=warnings.append
+    )
+    assert result.tool == "python"
+    assert result.requests > 0
+    assert result.errors == 0
+    assert warnings
 
 
 def test_load_targets_must_be_loopback() -> None:
