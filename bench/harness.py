@@ -74,7 +74,7 @@ import redis
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from bench.results import Result, format_result, machine_info
+from bench.results import Result, append_results, format_result, machine_info
 from bench.servers import Server, running_server
 
 T = TypeVar("T")
@@ -350,8 +350,7 @@ def run(
     def emit(result: Result) -> None:
         print(result.to_json() if json else format_result(result), file=out, flush=True)
         if output is not None:
-            with output.open("a", encoding="utf-8") as f:
-                f.write(result.to_json() + "\n")
+            append_results([result], output)
 
     ctx = BenchContext(
         quick=quick,

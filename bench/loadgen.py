@@ -445,7 +445,15 @@ async def _exchange(
     try:
         async with asyncio.timeout(timeout_s):
             status, body = await conn.send(request)
-    except (OSError, EOFError, TimeoutError, asyncio.IncompleteReadError, HttpError) as exc:
+    except (
+        OSError,
+        EOFError,
+        TimeoutError,
+        ValueError,
+        asyncio.IncompleteReadError,
+        asyncio.LimitOverrunError,
+        HttpError,
+    ) as exc:
         conn.close()
         tally.fail(exc)
         return

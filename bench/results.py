@@ -14,11 +14,11 @@ import json
 import math
 import os
 import platform
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
+from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
 PERCENTILES = (50.0, 95.0, 99.0)
@@ -286,11 +286,7 @@ def format_result(result: Result) -> str:
     return "\n".join(lines)
 
 
-def write_results(results: Iterable[Result], path: str | None, *, stream: Any = None) -> None:
-    """Appends results as JSON lines to `path`, or writes them to `stream` (stdout)."""
-    lines = [r.to_json() + "\n" for r in results]
-    if path is None:
-        (stream or sys.stdout).writelines(lines)
-        return
-    with open(path, "a", encoding="utf-8") as f:
-        f.writelines(lines)
+def append_results(results: Iterable[Result], path: Path) -> None:
+    """Appends results to a JSON-lines file."""
+    with path.open("a", encoding="utf-8") as f:
+        f.writelines(r.to_json() + "\n" for r in results)
