@@ -23,7 +23,7 @@ from domain.doses import (
     ScreeningOutcome,
     Severity,
 )
-from domain.errors import InvalidValue, LotNotFound
+from domain.errors import CitizenMoved, InvalidValue, LotNotFound
 from domain.identity import PersonId
 from domain.lots import Lot
 from domain.status import VaccinationStatus, vaccination_status
@@ -118,7 +118,7 @@ class ImmunizationApp(RegistryApplication):
         unit = _unit_of(request.actor)
 
         def work() -> Work:
-            self.register.current_record(person)
+            self.register.active(person)
             record = self._open_record(person, request.actor)
             screening = Screening(outcome, self.clock(), unit, postponed_until, notes)
             record.screen(screening, request.actor)
@@ -168,7 +168,7 @@ class ImmunizationApp(RegistryApplication):
         corrected: DoseGiven,
     ) -> Outcome:
         def work() -> Work:
-            citizen = self.register.current_record(person)
+            citizen = self._unmoved(person)
             record = self._existing_record(person)
             original = next((d for d in record.doses if d.dose_id == dose_id), None)
             unit = original.unit if original else ""
@@ -231,13 +231,30 @@ class ImmunizationApp(RegistryApplication):
         self, request: Request, person: PersonId, positive_test_on: date
     ) -> Outcome:
         def work() -> Work:
-            self.register.current_record(person)
+            self.register.active(person)
             record = self._open_record(person, request.actor)
             record.record_recovery(positive_test_on, local_day(self.clock()), request.actor)
             return [record], {"positive_test_on": positive_test_on.isoformat()}
 
         payload = {"person": person, "positive_test_on": positive_test_on}
         return self.run(request, "record_recovery", payload, work)
+
+    def move_record(
+        self, request: Request, source: PersonId, target: PersonId, reason: str
+    ) -> Outcome:
+        """Follow a population record's move: the vaccination history goes with it."""
+
+        def work() -> Work:
+            old = self.vaccination_record(source)
+            if old is None or old.moved_to == target:
+                return [], {"moved": "false"}
+            new = self._open_record(target, request.actor)
+            new.receive_history(old, reason, request.actor)
+            old.move_to(target, reason, request.actor)
+            return [old, new], {"moved": "true"}
+
+        payload = {"source": source, "target": target, "reason": reason}
+        return self.run(request, "move_record", payload, work)
 
     # Queries
 
@@ -246,8 +263,8 @@ class ImmunizationApp(RegistryApplication):
 
     def status(self, person: PersonId, at: datetime | None = None) -> VaccinationStatus:
         citizen = self.register.current_record(person)
-        record = self.vaccination_record(person) or VaccinationRecord(
-            self.ids.vaccination_record(person), person, SYSTEM
+        record = self.vaccination_record(citizen.person) or VaccinationRecord(
+            self.ids.vaccination_record(citizen.person), citizen.person, SYSTEM
         )
         return vaccination_status(record, citizen.date_of_birth, at or self.clock(), self.catalogue)
 
@@ -260,8 +277,17 @@ class ImmunizationApp(RegistryApplication):
     # Helpers
 
     def _checked_citizen(self, identity: IdentityAtSite) -> Citizen:
-        citizen = self.register.current_record(identity.person)
+        citizen = self.register.active(identity.person)
         citizen.check_identity(identity.full_name, identity.date_of_birth)
+        return citizen
+
+    def _unmoved(self, person: PersonId) -> Citizen:
+        """Corrections may concern a deceased person's record, but not one that moved."""
+        citizen = self.register.citizen(person)
+        if citizen.moved_to is not None:
+            raise CitizenMoved(
+                f"this record was moved to {citizen.moved_to}", moved_to=str(citizen.moved_to)
+            )
         return citizen
 
     def _open_record(self, person: PersonId, actor: Actor) -> VaccinationRecord:
@@ -269,7 +295,7 @@ class ImmunizationApp(RegistryApplication):
         return record or VaccinationRecord(self.ids.vaccination_record(person), person, actor)
 
     def _existing_record(self, person: PersonId) -> VaccinationRecord:
-        self.register.current_record(person)
+        self._unmoved(person)
         record = self.vaccination_record(person)
         if record is None:
             raise InvalidValue("this person has no vaccination record yet")

@@ -31,6 +31,12 @@ from domain.risk import AreaRisk, RiskLevel
 
 
 class CitizenLookup(Protocol):
+    """What other contexts read from the population register."""
+
+    def citizen(self, person: PersonId) -> Citizen: ...
+
+    def active(self, person: PersonId) -> Citizen: ...
+
     def current_record(self, person: PersonId) -> Citizen: ...
 
 
@@ -71,7 +77,7 @@ class MobilityApp(RegistryApplication):
         declaration_id = uuid.uuid4()
 
         def work() -> Work:
-            self.register.current_record(person)
+            self.register.active(person)
             now = self.clock()
             test = health.test
             if test is not None:

@@ -138,6 +138,12 @@ class PopulationApp(RegistryApplication):
             raise CitizenNotFound("no citizen with this ID number", person=str(person))
         return citizen
 
+    def active(self, person: PersonId) -> Citizen:
+        """The citizen a new declaration or dose may be recorded for: not moved, not deceased."""
+        citizen = self.citizen(person)
+        citizen.check_is_active()
+        return citizen
+
     def current_record(self, person: PersonId) -> Citizen:
         """The citizen, following moves to the record the data now lives in."""
         citizen = self.citizen(person)

@@ -77,12 +77,12 @@ class Citizen(RegistryAggregate):
     # Commands
 
     def change_residence(self, residence: AreaCode, actor: Actor) -> None:
-        self._check_is_active()
+        self.check_is_active()
         if residence != self.residence:
             self._residence_changed(residence, actor)
 
     def change_contact(self, phone: str | None, actor: Actor) -> None:
-        self._check_is_active()
+        self.check_is_active()
         phone = _valid_phone(phone)
         if phone != self.phone:
             self._contact_changed(phone, actor)
@@ -162,7 +162,8 @@ class Citizen(RegistryAggregate):
                 f"this record was moved to {self.moved_to}", moved_to=str(self.moved_to)
             )
 
-    def _check_is_active(self) -> None:
+    def check_is_active(self) -> None:
+        """Refuse new facts about a record that moved or a person who died."""
         self._check_is_not_moved()
         if self.status is CitizenStatus.DECEASED:
             raise CitizenDeceased("the citizen is recorded as deceased", died_on=str(self.died_on))

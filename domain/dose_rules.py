@@ -205,7 +205,7 @@ def _series(dose: Dose, earlier: Sequence[Dose], ctx: DoseContext) -> list[DoseR
                 allowed_products=catalogue.booster_products(),
             )
         )
-    previous = (boosters or primary)[-1]
+    previous = earlier[-1]
     earliest = previous.given_on + timedelta(days=catalogue.booster_min_days_after_series)
     if dose.given_on < earliest:
         found.append(

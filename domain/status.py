@@ -102,9 +102,7 @@ def _next_dose(
         kind, earliest, candidates = DoseKind.PRIMARY, today, list(catalogue.products)
     elif len(boosters) < catalogue.max_boosters:
         kind = DoseKind.BOOSTER
-        earliest = (boosters or primary)[-1].given_on + timedelta(
-            days=catalogue.booster_min_days_after_series
-        )
+        earliest = doses[-1].given_on + timedelta(days=catalogue.booster_min_days_after_series)
         candidates = catalogue.booster_products()
     else:
         return None, ("the primary series and the boosters are complete",)

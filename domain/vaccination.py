@@ -11,7 +11,7 @@ from eventsourcing.domain import event
 from domain.base import Actor, RegistryAggregate
 from domain.dose_rules import DoseContext, violations
 from domain.doses import AdverseEvent, Dose, Screening, ScreeningOutcome
-from domain.errors import DoseNotFound, DoseRuleViolation, InvalidValue, LotUnusable
+from domain.errors import CitizenMoved, DoseNotFound, DoseRuleViolation, InvalidValue, LotUnusable
 from domain.identity import PersonId
 
 MAX_PRIORITY_GROUP = 16
@@ -33,6 +33,8 @@ class VaccinationRecord(RegistryAggregate):
         self.voided: set[UUID] = set()
         self.adverse_events: list[AdverseEvent] = []
         self.recovered_on: date | None = None
+        self.moved_to: PersonId | None = None
+        self.received_from: list[PersonId] = []
 
     # Commands
 
@@ -54,8 +56,9 @@ class VaccinationRecord(RegistryAggregate):
         """Record a dose; a rule it breaks is refused unless the dose carries an override reason."""
         if any(d.dose_id == dose.dose_id for d in self.doses):
             raise InvalidValue("this dose id is already recorded")
-        earlier = [d for d in self.valid_doses if d.given_at <= dose.given_at]
-        found = violations(dose, earlier, ctx) + _lot_violation(lot_problem)
+        history = [*self.valid_doses, dose]
+        found = self._violations_with(dose, history, ctx, since=dose.given_at)
+        found += _lot_violation(lot_problem)
         dose = _accept_or_raise(dose, found)
         self._administered(dose, actor)
         return dose
@@ -71,17 +74,9 @@ class VaccinationRecord(RegistryAggregate):
         """Replace a dose's fields; the whole history is checked again against the catalogue."""
         self._dose(corrected.dose_id)
         _check_reason(reason)
-        history = sorted(
-            (corrected if d.dose_id == corrected.dose_id else d for d in self.valid_doses),
-            key=lambda d: d.given_at,
-        )
-        found = _lot_violation(lot_problem)
-        for position, dose in enumerate(history):
-            broken = violations(dose, history[:position], ctx)
-            if dose.dose_id == corrected.dose_id:
-                found += broken
-            else:
-                found += [v for v in broken if v.code not in dose.deviations]
+        history = [corrected if d.dose_id == corrected.dose_id else d for d in self.valid_doses]
+        found = self._violations_with(corrected, history, ctx, since=None)
+        found += _lot_violation(lot_problem)
         corrected = _accept_or_raise(corrected, found)
         self._dose_corrected(corrected, reason, actor)
         return corrected
@@ -105,6 +100,29 @@ class VaccinationRecord(RegistryAggregate):
             raise InvalidValue("the positive test is dated in the future")
         self._recovered(positive_test_on, actor)
 
+    def move_to(self, target: PersonId, reason: str, actor: Actor) -> None:
+        """The person's ID number was wrong: the history now lives under `target`."""
+        _check_reason(reason)
+        if self.moved_to is not None:
+            raise CitizenMoved(
+                f"this record was moved to {self.moved_to}", moved_to=str(self.moved_to)
+            )
+        self._moved_to(target, reason, actor)
+
+    def receive_history(self, source: VaccinationRecord, reason: str, actor: Actor) -> None:
+        """Take in the valid doses and findings of a record moved into this one."""
+        _check_reason(reason)
+        known = {d.dose_id for d in self.doses}
+        self._history_received(
+            source.person,
+            tuple(d for d in source.valid_doses if d.dose_id not in known),
+            tuple(source.screenings),
+            tuple(source.adverse_events),
+            source.recovered_on,
+            reason,
+            actor,
+        )
+
     # Queries
 
     @property
@@ -112,6 +130,26 @@ class VaccinationRecord(RegistryAggregate):
         return sorted(
             (d for d in self.doses if d.dose_id not in self.voided), key=lambda d: d.given_at
         )
+
+    @staticmethod
+    def _violations_with(
+        changed: Dose, doses: list[Dose], ctx: DoseContext, since: datetime | None
+    ) -> list[DoseRuleViolation]:
+        """The rules `changed` breaks, and those it makes other doses break anew.
+
+        Doses are checked in time order against the doses before them: those given from
+        `since` on (all of them when None). Another dose's violations that were already
+        recorded as its deviations do not count again.
+        """
+        history = sorted(doses, key=lambda d: d.given_at)
+        found: list[DoseRuleViolation] = []
+        for position, dose in enumerate(history):
+            broken = violations(dose, history[:position], ctx)
+            if dose.dose_id == changed.dose_id:
+                found += broken
+            elif since is None or dose.given_at >= since:
+                found += [v for v in broken if v.code not in dose.deviations]
+        return found
 
     def _dose(self, dose_id: UUID) -> Dose:
         for dose in self.doses:
@@ -151,6 +189,28 @@ class VaccinationRecord(RegistryAggregate):
     @event("RecoveryRecorded", topic="vaxreg.immunization:VaccinationRecord.RecoveryRecorded")
     def _recovered(self, positive_test_on: date, actor: Actor) -> None:
         self.recovered_on = max(positive_test_on, self.recovered_on or positive_test_on)
+
+    @event("MovedTo", topic="vaxreg.immunization:VaccinationRecord.MovedTo")
+    def _moved_to(self, target: PersonId, reason: str, actor: Actor) -> None:
+        self.moved_to = target
+
+    @event("HistoryReceived", topic="vaxreg.immunization:VaccinationRecord.HistoryReceived")
+    def _history_received(
+        self,
+        source: PersonId,
+        doses: tuple[Dose, ...],
+        screenings: tuple[Screening, ...],
+        adverse_events: tuple[AdverseEvent, ...],
+        recovered_on: date | None,
+        reason: str,
+        actor: Actor,
+    ) -> None:
+        self.received_from.append(source)
+        self.doses.extend(doses)
+        self.screenings = sorted([*self.screenings, *screenings], key=lambda s: s.screened_at)
+        self.adverse_events.extend(adverse_events)
+        if recovered_on is not None:
+            self.recovered_on = max(recovered_on, self.recovered_on or recovered_on)
 
 
 def _lot_violation(problem: str | None) -> list[DoseRuleViolation]:
