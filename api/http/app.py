@@ -1,0 +1,145 @@
+"""The app factory: the HTTP API of one process over a wired `Registry`.
+
+``create_app(registry)`` mounts the routers under ``/v1`` and the service endpoints at
+the root, verifies bearer tokens with a key derived from the registry's key ring, keeps
+revocations and rate-limit counters in Redis when it is configured (in memory
+otherwise), and renders every error as a problem document. A database or Redis that
+does not answer gives a 503 with ``Retry-After``. `app_from_environment` is the factory
+``vaxreg serve`` hands to uvicorn.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+import redis
+from eventsourcing.persistence import InterfaceError, OperationalError
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from api.http.metrics import LagSource, Metrics, MetricsRegistry
+from api.http.problems import (
+    STORE_RETRY_AFTER_SECONDS,
+    BodySizeLimit,
+    ServiceUnavailable,
+    install_problem_handlers,
+    problem_for_exception,
+)
+from api.http.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from api.http.routers import ROUTERS, health
+from api.http.routers.events import EventFeed
+from api.http.security import (
+    MemoryRevocationList,
+    RedisRevocationList,
+    RevocationList,
+    TokenVerifier,
+)
+from infrastructure.bootstrap import Registry, bootstrap
+from infrastructure.settings import load_settings
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1_000_000
+REDIS_TIMEOUT_SECONDS = 1.0
+
+DESCRIPTION = """\
+The national vaccination and citizen-mobility registry.
+
+Every `/v1` endpoint needs a bearer token (`vaxreg token --role ROLE --subject ID`).
+Commands answer 201 with the position of their events; send an `Idempotency-Key`
+header to make a retry safe. Errors are RFC 9457 problem documents with a stable `code`.
+"""
+
+STORE_DOWN: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
+"""Errors meaning the event store does not answer (connection refused, pool timeout)."""
+
+
+def create_app(
+    registry: Registry,
+    *,
+    verifier: TokenVerifier | None = None,
+    read_models: Any = None,
+    redis_client: redis.Redis | None = None,
+    redis_prefix: str = "vaxreg:",
+    rate_limiter: RateLimiter | None = None,
+    lag_source: LagSource | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    close_on_shutdown: bool = False,
+) -> FastAPI:
+    """The API over `registry`; with `close_on_shutdown` the app closes it when it stops.
+
+    Without `redis_client`, one is made from ``settings.redis_url`` when that is set.
+    `read_models` (the read-model queries) is kept in ``app.state.read_models``.
+    """
+    settings = registry.settings
+    if redis_client is None and settings.redis_url:
+        redis_client = redis.Redis.from_url(
+            settings.redis_url,
+            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+            socket_timeout=REDIS_TIMEOUT_SECONDS,
+        )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if close_on_shutdown:
+            registry.close()
+            if redis_client is not None:
+                redis_client.close()
+
+    app = FastAPI(
+        title="vaxreg",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    revocations: RevocationList = (
+        RedisRevocationList(redis_client, prefix=f"{redis_prefix}revoked:")
+        if redis_client is not None
+        else MemoryRevocationList()
+    )
+    app.state.registry = registry
+    app.state.read_models = read_models
+    app.state.redis = redis_client
+    app.state.token_verifier = verifier or TokenVerifier(
+        settings.secret_keys, revocations=revocations
+    )
+    app.state.rate_limiter = rate_limiter or (
+        RedisRateLimiter(redis_client, prefix=f"{redis_prefix}ratelimit:")
+        if redis_client is not None
+        else MemoryRateLimiter()
+    )
+    app.state.event_feed = EventFeed(registry)
+    app.state.metrics = MetricsRegistry()
+    app.state.lag_source = lag_source
+
+    for router in (*ROUTERS, health.router):
+        app.include_router(router)
+
+    async def store_unavailable(request: Request, exc: Exception) -> Response:
+        logger.warning("event store unavailable: %s", type(exc).__qualname__)
+        error = ServiceUnavailable(
+            "the service is temporarily unavailable", retry_after=STORE_RETRY_AFTER_SECONDS
+        )
+        return problem_for_exception(error, instance=request.url.path)
+
+    for exc_class in STORE_DOWN:
+        app.add_exception_handler(exc_class, store_unavailable)
+    app.add_middleware(Metrics, registry=app.state.metrics)
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    install_problem_handlers(app)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app of ``vaxreg serve``: settings from the environment, one registry per worker."""
+    return create_app(bootstrap(load_settings()), close_on_shutdown=True)

@@ -1,0 +1,91 @@
+"""What routes depend on: the registry, settings, read models, and the caller of a command.
+
+No ``from __future__ import annotations`` here: FastAPI must see the closure's
+dependency in `caller` itself, not a name it would look up among the module's globals.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Header, Request, Response
+from pydantic import BaseModel
+
+from api.http.schemas.commands import Accepted
+from api.http.security import Principal, Role, require
+from application.commands import MAX_REQUEST_ID_LENGTH, Outcome
+from application.commands import Request as CommandRequest
+from domain.base import Actor
+from infrastructure.bootstrap import Registry
+from infrastructure.settings import Settings
+
+API_PREFIX = "/v1"
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+R = TypeVar("R", bound=BaseModel)
+
+
+def get_registry(request: Request) -> Registry:
+    registry = getattr(request.app.state, "registry", None)
+    if not isinstance(registry, Registry):
+        raise RuntimeError("app.state.registry is not set to a Registry")
+    return registry
+
+
+def get_settings(registry: Annotated[Registry, Depends(get_registry)]) -> Settings:
+    return registry.settings
+
+
+def get_read_models(request: Request) -> Any:
+    """The read-model queries given to `create_app`, or None."""
+    return getattr(request.app.state, "read_models", None)
+
+
+RegistryDep = Annotated[Registry, Depends(get_registry)]
+
+
+def actor_of(principal: Principal) -> Actor:
+    return Actor(
+        user_id=principal.subject,
+        role=principal.role.value,
+        unit=principal.unit,
+        checkpoint=principal.checkpoint,
+    )
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The verified principal of a command and the application request made on its behalf."""
+
+    principal: Principal
+    request: CommandRequest
+
+
+def caller(*roles: Role) -> Callable[..., Caller]:
+    """A dependency for a command open to `roles`, reading the ``Idempotency-Key`` header."""
+    allowed = require(*roles)
+
+    def dependency(
+        principal: Annotated[Principal, Depends(allowed)],
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                alias="Idempotency-Key",
+                max_length=MAX_REQUEST_ID_LENGTH,
+                description=(
+                    "Makes a retry safe: the first response is returned again and nothing "
+                    "new is recorded; the same key with a different body is a 422"
+                ),
+            ),
+        ] = None,
+    ) -> Caller:
+        return Caller(principal, CommandRequest(actor_of(principal), idempotency_key))
+
+    return dependency
+
+
+def accepted(outcome: Outcome, response: Response, result: R) -> Accepted[R]:
+    """The 201 body of a command; a replayed retry is marked with a header."""
+    if outcome.replayed:
+        response.headers[REPLAYED_HEADER] = "true"
+    return Accepted(position=outcome.position, result=result)

@@ -1,0 +1,150 @@
+"""The population register: registering citizens and correcting their records."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Response
+
+from api.http.dependencies import API_PREFIX, Caller, RegistryDep, accepted, caller
+from api.http.problems import problem_responses
+from api.http.schemas.commands import (
+    Accepted,
+    CitizenChanged,
+    CitizenIn,
+    ContactIn,
+    CorrectionIn,
+    DeathIn,
+    MoveIn,
+    RecordMoved,
+    ResidenceIn,
+)
+from api.http.security import Role, ensure_own_record
+from application.commands import Outcome
+from application.corrections import move_person
+from application.population import CitizenDetails
+from domain.areas import AreaCode
+from domain.identity import parse_person_id
+
+router = APIRouter(prefix=f"{API_PREFIX}/citizens", tags=["citizens"])
+
+Admin = Annotated[Caller, Depends(caller(Role.ADMIN))]
+IdNumberPath = Annotated[
+    str, Path(min_length=1, max_length=40, description="ID number, or NATIONALITY:PASSPORT")
+]
+ERRORS = problem_responses(401, 403, 404, 409, 422, 503)
+
+
+def _changed(outcome: Outcome, response: Response) -> Accepted[CitizenChanged]:
+    return accepted(outcome, response, CitizenChanged(citizen=outcome.result["citizen"]))
+
+
+@router.post("", status_code=201, responses=ERRORS, summary="Register a citizen")
+def register_citizen(
+    body: CitizenIn, admin: Admin, registry: RegistryDep, response: Response
+) -> Accepted[CitizenChanged]:
+    details = CitizenDetails(
+        person=parse_person_id(body.id_number),
+        full_name=body.full_name,
+        date_of_birth=body.date_of_birth,
+        sex=body.sex,
+        residence=AreaCode.parse(body.residence),
+        phone=body.phone,
+    )
+    return _changed(registry.population.register_citizen(admin.request, details), response)
+
+
+@router.post(
+    "/{id_number}/corrections",
+    status_code=201,
+    responses=ERRORS,
+    summary="Correct a citizen's name, date of birth or sex",
+)
+def correct_record(
+    id_number: IdNumberPath,
+    body: CorrectionIn,
+    admin: Admin,
+    registry: RegistryDep,
+    response: Response,
+) -> Accepted[CitizenChanged]:
+    outcome = registry.population.correct_record(
+        admin.request,
+        parse_person_id(id_number),
+        body.reason,
+        full_name=body.full_name,
+        date_of_birth=body.date_of_birth,
+        sex=body.sex,
+    )
+    return _changed(outcome, response)
+
+
+@router.post(
+    "/{id_number}/residence", status_code=201, responses=ERRORS, summary="Change the residence"
+)
+def change_residence(
+    id_number: IdNumberPath,
+    body: ResidenceIn,
+    admin: Admin,
+    registry: RegistryDep,
+    response: Response,
+) -> Accepted[CitizenChanged]:
+    outcome = registry.population.change_residence(
+        admin.request, parse_person_id(id_number), AreaCode.parse(body.residence)
+    )
+    return _changed(outcome, response)
+
+
+@router.post(
+    "/{id_number}/contact",
+    status_code=201,
+    responses=ERRORS,
+    summary="Change the phone number (an administrator, or the citizen themself)",
+)
+def change_contact(
+    id_number: IdNumberPath,
+    body: ContactIn,
+    who: Annotated[Caller, Depends(caller(Role.ADMIN, Role.CITIZEN))],
+    registry: RegistryDep,
+    response: Response,
+) -> Accepted[CitizenChanged]:
+    person = parse_person_id(id_number)
+    ensure_own_record(who.principal, str(person))
+    return _changed(registry.population.change_contact(who.request, person, body.phone), response)
+
+
+@router.post("/{id_number}/death", status_code=201, responses=ERRORS, summary="Record a death")
+def record_death(
+    id_number: IdNumberPath,
+    body: DeathIn,
+    admin: Admin,
+    registry: RegistryDep,
+    response: Response,
+) -> Accepted[CitizenChanged]:
+    outcome = registry.population.record_death(
+        admin.request, parse_person_id(id_number), body.died_on
+    )
+    return _changed(outcome, response)
+
+
+@router.post(
+    "/{id_number}/move",
+    status_code=201,
+    responses=ERRORS,
+    summary="Move a record to the right ID number (a wrong number, or a duplicate)",
+)
+def move_record(
+    id_number: IdNumberPath,
+    body: MoveIn,
+    admin: Admin,
+    registry: RegistryDep,
+    response: Response,
+) -> Accepted[RecordMoved]:
+    """The vaccination history moves with the record; a move cut short is completed by
+    sending it again."""
+    source, target = parse_person_id(id_number), parse_person_id(body.target)
+    outcomes = move_person(
+        registry.population, registry.immunization, admin.request, source, target, body.reason
+    )
+    outcome = Outcome(outcomes[-1].position, replayed=all(o.replayed for o in outcomes))
+    moved = RecordMoved.model_validate({"from": str(source), "to": str(target)})
+    return accepted(outcome, response, moved)

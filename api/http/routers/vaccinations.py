@@ -1,0 +1,196 @@
+"""The vaccination record: registration, screening, doses and their corrections, reactions.
+
+Only medical staff record here, always for their own unit, which comes from the token;
+a dose is corrected or voided only by staff of the unit that gave it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Response
+
+from api.http.dependencies import API_PREFIX, Caller, RegistryDep, accepted, caller
+from api.http.problems import problem_responses
+from api.http.schemas.commands import (
+    Accepted,
+    AdverseEventIn,
+    AdverseEventReported,
+    DoseCorrected,
+    DoseCorrectionIn,
+    DoseFields,
+    DoseIn,
+    DoseRecorded,
+    DoseVoided,
+    DoseVoidIn,
+    RecoveryIn,
+    RecoveryRecorded,
+    RegisteredForVaccination,
+    ScreeningIn,
+    ScreeningRecorded,
+    VaccinationRegistrationIn,
+)
+from api.http.security import Principal, Role, ensure_unit
+from application.immunization import DoseGiven, IdentityAtSite
+from domain.identity import PersonId, parse_person_id
+from infrastructure.bootstrap import Registry
+
+router = APIRouter(prefix=f"{API_PREFIX}/vaccinations", tags=["vaccinations"])
+
+Staff = Annotated[Caller, Depends(caller(Role.MEDICAL_STAFF))]
+ERRORS = problem_responses(401, 403, 404, 409, 422, 503)
+
+
+def _given(fields: DoseFields, principal: Principal) -> DoseGiven:
+    return DoseGiven(
+        product=fields.product,
+        lot=fields.lot,
+        given_at=fields.given_at,
+        site=fields.site,
+        kind=fields.kind,
+        vaccinator=fields.vaccinator or principal.subject,
+        override_reason=fields.override_reason,
+    )
+
+
+def _codes(joined: str) -> list[str]:
+    return [code for code in joined.split(",") if code]
+
+
+def _ensure_dose_of_own_unit(
+    registry: Registry, principal: Principal, person: PersonId, dose_id: UUID
+) -> None:
+    """A missing record or dose is left for the application to report."""
+    record = registry.immunization.vaccination_record(person)
+    dose = next((d for d in record.doses if d.dose_id == dose_id), None) if record else None
+    if dose is not None:
+        ensure_unit(principal, dose.unit)
+
+
+@router.post(
+    "/registrations", status_code=201, responses=ERRORS, summary="Register for vaccination"
+)
+def register_for_vaccination(
+    body: VaccinationRegistrationIn, staff: Staff, registry: RegistryDep, response: Response
+) -> Accepted[RegisteredForVaccination]:
+    identity = IdentityAtSite(parse_person_id(body.id_number), body.full_name, body.date_of_birth)
+    outcome = registry.immunization.register_for_vaccination(
+        staff.request, identity, body.priority_group
+    )
+    return accepted(outcome, response, RegisteredForVaccination.model_validate(outcome.result))
+
+
+@router.post("/screenings", status_code=201, responses=ERRORS, summary="Record a screening")
+def screen(
+    body: ScreeningIn, staff: Staff, registry: RegistryDep, response: Response
+) -> Accepted[ScreeningRecorded]:
+    outcome = registry.immunization.screen(
+        staff.request,
+        parse_person_id(body.id_number),
+        body.outcome,
+        postponed_until=body.postponed_until,
+        notes=body.notes,
+    )
+    return accepted(outcome, response, ScreeningRecorded.model_validate(outcome.result))
+
+
+@router.post(
+    "/doses",
+    status_code=201,
+    responses=ERRORS,
+    summary="Record a dose given at the caller's unit",
+)
+def record_dose(
+    body: DoseIn, staff: Staff, registry: RegistryDep, response: Response
+) -> Accepted[DoseRecorded]:
+    """The identity captured at the site must match the register. A dose that breaks a
+    rule is refused (422, with the rule's code) unless it carries an `override_reason`."""
+    identity = IdentityAtSite(parse_person_id(body.id_number), body.full_name, body.date_of_birth)
+    outcome = registry.immunization.record_dose(
+        staff.request, identity, _given(body, staff.principal)
+    )
+    result = DoseRecorded(
+        dose_id=outcome.result["dose_id"],
+        dose_number=int(outcome.result["dose_number"]),
+        deviations=_codes(outcome.result["deviations"]),
+    )
+    return accepted(outcome, response, result)
+
+
+@router.post(
+    "/doses/{dose_id}/corrections",
+    status_code=201,
+    responses=ERRORS,
+    summary="Correct a dose given at the caller's unit",
+)
+def correct_dose(
+    dose_id: UUID,
+    body: DoseCorrectionIn,
+    staff: Staff,
+    registry: RegistryDep,
+    response: Response,
+) -> Accepted[DoseCorrected]:
+    person = parse_person_id(body.id_number)
+    _ensure_dose_of_own_unit(registry, staff.principal, person, dose_id)
+    outcome = registry.immunization.correct_dose(
+        staff.request, person, dose_id, body.reason, _given(body, staff.principal)
+    )
+    result = DoseCorrected(
+        dose_id=outcome.result["dose_id"], deviations=_codes(outcome.result["deviations"])
+    )
+    return accepted(outcome, response, result)
+
+
+@router.post(
+    "/doses/{dose_id}/void",
+    status_code=201,
+    responses=ERRORS,
+    summary="Void a dose given at the caller's unit (recorded in error)",
+)
+def void_dose(
+    dose_id: UUID, body: DoseVoidIn, staff: Staff, registry: RegistryDep, response: Response
+) -> Accepted[DoseVoided]:
+    person = parse_person_id(body.id_number)
+    _ensure_dose_of_own_unit(registry, staff.principal, person, dose_id)
+    outcome = registry.immunization.void_dose(staff.request, person, dose_id, body.reason)
+    return accepted(outcome, response, DoseVoided.model_validate(outcome.result))
+
+
+@router.post(
+    "/doses/{dose_id}/adverse-events",
+    status_code=201,
+    responses=ERRORS,
+    summary="Report an adverse event after a dose",
+)
+def report_adverse_event(
+    dose_id: UUID,
+    body: AdverseEventIn,
+    staff: Staff,
+    registry: RegistryDep,
+    response: Response,
+) -> Accepted[AdverseEventReported]:
+    outcome = registry.immunization.report_adverse_event(
+        staff.request,
+        parse_person_id(body.id_number),
+        dose_id,
+        body.onset,
+        body.severity,
+        body.description,
+    )
+    return accepted(outcome, response, AdverseEventReported.model_validate(outcome.result))
+
+
+@router.post(
+    "/recoveries",
+    status_code=201,
+    responses=ERRORS,
+    summary="Record a recovery from COVID-19 (date of the positive test)",
+)
+def record_recovery(
+    body: RecoveryIn, staff: Staff, registry: RegistryDep, response: Response
+) -> Accepted[RecoveryRecorded]:
+    outcome = registry.immunization.record_recovery(
+        staff.request, parse_person_id(body.id_number), body.positive_test_on
+    )
+    return accepted(outcome, response, RecoveryRecorded.model_validate(outcome.result))

@@ -1,0 +1,1 @@
+"""Request and response bodies of the HTTP API, with the examples the OpenAPI document shows."""
