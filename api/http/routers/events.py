@@ -23,6 +23,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.sse import EventSourceResponse, format_sse_event
 from pydantic import TypeAdapter
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import StreamingResponse
 
 from api.http.dependencies import API_PREFIX, get_registry
 from api.http.problems import problem_responses
@@ -315,7 +316,7 @@ STREAM_DOC = {
 
 @router.get(
     "/stream",
-    response_class=EventSourceResponse,
+    response_class=StreamingResponse,
     responses=STREAM_DOC,
     summary="The live feed as server-sent events",
 )
