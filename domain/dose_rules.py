@@ -128,7 +128,7 @@ def _screening(dose: Dose, earlier: Sequence[Dose], ctx: DoseContext) -> list[Do
         d.product
         for d in earlier
         for a in ctx.adverse_events
-        if a.dose_id == d.dose_id and a.severity is Severity.SEVERE
+        if a.dose_id == d.dose_id and a.severity is Severity.SEVERE and a.onset <= dose.given_at
     }
     if dose.product in severe_products:
         found.append(

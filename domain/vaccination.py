@@ -56,10 +56,8 @@ class VaccinationRecord(RegistryAggregate):
         """Record a dose; a rule it breaks is refused unless the dose carries an override reason."""
         if any(d.dose_id == dose.dose_id for d in self.doses):
             raise InvalidValue("this dose id is already recorded")
-        history = [*self.valid_doses, dose]
-        found = self._violations_with(dose, history, ctx, since=dose.given_at)
-        found += _lot_violation(lot_problem)
-        dose = _accept_or_raise(dose, found)
+        found, _ = self._violations_with(dose, ctx)
+        dose = _accept_or_raise(dose, found + _lot_violation(lot_problem))
         self._administered(dose, actor)
         return dose
 
@@ -72,12 +70,12 @@ class VaccinationRecord(RegistryAggregate):
         actor: Actor,
     ) -> Dose:
         """Replace a dose's fields; the whole history is checked again against the catalogue."""
-        self._dose(corrected.dose_id)
         _check_reason(reason)
-        history = [corrected if d.dose_id == corrected.dose_id else d for d in self.valid_doses]
-        found = self._violations_with(corrected, history, ctx, since=None)
-        found += _lot_violation(lot_problem)
-        corrected = _accept_or_raise(corrected, found)
+        original = self._dose(corrected.dose_id)
+        found, carried = self._violations_with(corrected, ctx)
+        if carried and not found and corrected.override_reason is None:
+            corrected = replace(corrected, override_reason=original.override_reason)
+        corrected = _accept_or_raise(corrected, found + _lot_violation(lot_problem), carried)
         self._dose_corrected(corrected, reason, actor)
         return corrected
 
@@ -131,25 +129,30 @@ class VaccinationRecord(RegistryAggregate):
             (d for d in self.doses if d.dose_id not in self.voided), key=lambda d: d.given_at
         )
 
-    @staticmethod
     def _violations_with(
-        changed: Dose, doses: list[Dose], ctx: DoseContext, since: datetime | None
-    ) -> list[DoseRuleViolation]:
-        """The rules `changed` breaks, and those it makes other doses break anew.
+        self, changed: Dose, ctx: DoseContext
+    ) -> tuple[list[DoseRuleViolation], tuple[str, ...]]:
+        """The rules the history breaks with `changed` in it that it did not break before,
+        and the codes `changed` still breaks that its earlier version broke already.
 
-        Doses are checked in time order against the doses before them: those given from
-        `since` on (all of them when None). Another dose's violations that were already
-        recorded as its deviations do not count again.
+        Each dose is checked against the doses given before it. A violation is new when the
+        dose did not break that rule before the change and, for the other doses, it is not
+        among the deviations they were recorded with.
         """
-        history = sorted(doses, key=lambda d: d.given_at)
+        before = _broken_codes(self.valid_doses, ctx)
+        others = [d for d in self.valid_doses if d.dose_id != changed.dose_id]
+        history = sorted([*others, changed], key=lambda d: d.given_at)
         found: list[DoseRuleViolation] = []
+        carried: tuple[str, ...] = ()
         for position, dose in enumerate(history):
             broken = violations(dose, history[:position], ctx)
+            known = before.get(dose.dose_id, set())
             if dose.dose_id == changed.dose_id:
-                found += broken
-            elif since is None or dose.given_at >= since:
-                found += [v for v in broken if v.code not in dose.deviations]
-        return found
+                carried = tuple(v.code for v in broken if v.code in known)
+            else:
+                known |= set(dose.deviations)
+            found += [v for v in broken if v.code not in known]
+        return found, carried
 
     def _dose(self, dose_id: UUID) -> Dose:
         for dose in self.doses:
@@ -213,18 +216,33 @@ class VaccinationRecord(RegistryAggregate):
             self.recovered_on = max(recovered_on, self.recovered_on or recovered_on)
 
 
+def _broken_codes(doses: list[Dose], ctx: DoseContext) -> dict[UUID, set[str]]:
+    history = sorted(doses, key=lambda d: d.given_at)
+    return {
+        dose.dose_id: {v.code for v in violations(dose, history[:position], ctx)}
+        for position, dose in enumerate(history)
+    }
+
+
 def _lot_violation(problem: str | None) -> list[DoseRuleViolation]:
     return [LotUnusable(problem)] if problem else []
 
 
-def _accept_or_raise(dose: Dose, found: list[DoseRuleViolation]) -> Dose:
-    if not found:
-        return replace(dose, deviations=(), override_reason=None)
-    if dose.override_reason is None or not dose.override_reason.strip():
+def _accept_or_raise(
+    dose: Dose, found: list[DoseRuleViolation], carried: tuple[str, ...] = ()
+) -> Dose:
+    """The dose with its deviations, or the first violation raised when it has no override.
+
+    `carried` are deviations a corrected dose already had; they stay flagged.
+    """
+    if found and (dose.override_reason is None or not dose.override_reason.strip()):
         first = found[0]
         first.details.setdefault("violations", [v.code for v in found])
         raise first
-    return replace(dose, deviations=tuple(v.code for v in found))
+    deviations = (*carried, *(v.code for v in found))
+    return replace(
+        dose, deviations=deviations, override_reason=dose.override_reason if deviations else None
+    )
 
 
 def _check_reason(reason: str) -> None:
