@@ -133,7 +133,7 @@ class VaccinationRecord(RegistryAggregate):
         self, changed: Dose, ctx: DoseContext
     ) -> tuple[list[DoseRuleViolation], tuple[str, ...]]:
         """The rules the history breaks with `changed` in it that it did not break before,
-        and the codes `changed` still breaks that its earlier version broke already.
+        and the deviations a corrected dose was recorded with that it still has.
 
         Each dose is checked against the doses given before it. A violation is new when the
         dose did not break that rule before the change and, for the other doses, it is not
@@ -148,7 +148,8 @@ class VaccinationRecord(RegistryAggregate):
             broken = violations(dose, history[:position], ctx)
             known = before.get(dose.dose_id, set())
             if dose.dose_id == changed.dose_id:
-                carried = tuple(v.code for v in broken if v.code in known)
+                recorded = self._dose(dose.dose_id).deviations if dose.dose_id in before else ()
+                carried = tuple(v.code for v in broken if v.code in recorded)
             else:
                 known |= set(dose.deviations)
             found += [v for v in broken if v.code not in known]
