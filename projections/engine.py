@@ -15,9 +15,10 @@ import enum
 import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from eventsourcing.application import Application
 from eventsourcing.domain import DomainEventProtocol
@@ -36,6 +37,11 @@ from projections.stores import (
 DomainEvent = DomainEventProtocol[Any]
 Value = bytes | str | int | float
 Apps = Mapping[str, Application[Any]]
+Read = (
+    tuple[Literal["get", "hgetall", "smembers"], str]
+    | tuple[Literal["hget", "sismember"], str, bytes | str]
+)
+"""A read announced by :meth:`Projection.prefetch`: (kind, logical key[, field or member])."""
 
 
 def _b(value: Value) -> bytes:
@@ -81,64 +87,174 @@ class Projection:
     def handle(self, event: DomainEvent, context: str, view: ViewBatch) -> None:
         raise NotImplementedError
 
+    def prefetch(self, event: DomainEvent, context: str) -> Iterable[Read]:
+        """Reads :meth:`handle` will make for this event, fetched for the whole batch in
+        one pipelined round trip before any event is handled. Optional: a read not
+        announced here costs its own round trip."""
+        return ()
+
 
 class _Hash:
-    __slots__ = ("complete", "fields", "incr")
+    __slots__ = ("complete", "dirty", "fields", "incr")
 
     def __init__(self, complete: bool = False) -> None:
         self.fields: dict[bytes, bytes | None] = {}
-        self.complete = complete
+        """Known values (None: absent), whether read or written."""
+        self.dirty: set[bytes] = set()
+        """Fields whose known value must be written."""
         self.incr: dict[bytes, int] = {}
+        """Increments of fields whose value is not known."""
+        self.complete = complete
 
 
 class _Set:
-    __slots__ = ("complete", "members", "removed")
+    __slots__ = ("added", "complete", "dropped", "members", "removed")
 
     def __init__(self, complete: bool = False) -> None:
         self.members: set[bytes] = set()
         self.removed: set[bytes] = set()
+        """Known to be absent (only meaningful while not complete)."""
+        self.added: set[bytes] = set()
+        self.dropped: set[bytes] = set()
         self.complete = complete
 
 
-class ViewBatch:
-    """One partition's pending writes for a batch, with reads that see them.
+class _ZSet:
+    __slots__ = ("added", "dropped")
 
-    Reads not answered by the batch's own writes go to the store once per key (or
-    field) and are cached for the rest of the batch. Writes are recorded in order and
-    sent in the batch's single commit; ``hincrby`` never needs a read.
+    def __init__(self) -> None:
+        self.added: dict[bytes, float] = {}
+        self.dropped: set[bytes] = set()
+
+
+class ViewBatch:
+    """One partition's pending changes for a batch, with reads that see them.
+
+    Reads not answered by the batch itself go to the store once per key (or field)
+    and are cached for the rest of the batch. Changes are coalesced per key, field and
+    member, so a batch sends its net effect: a counter bumped 500 times is one
+    HINCRBY (or one HSET when its value is known), and ``hincrby`` never needs a read.
     """
 
     def __init__(self, store: ReadModelStore, name: str, gen: int, partition: int) -> None:
         self._store = store
         self._prefix = store.layout.data_prefix(name, gen, partition)
         self.partition = partition
-        self.ops: list[Op] = []
+        self._cleared: set[str] = set()
         self._strings: dict[str, bytes | None] = {}
+        self._dirty_strings: set[str] = set()
         self._hashes: dict[str, _Hash] = {}
         self._sets: dict[str, _Set] = {}
+        self._zsets: dict[str, _ZSet] = {}
 
-    def _key(self, key: str) -> str:
-        return self._prefix + key
+    @property
+    def ops(self) -> list[Op]:
+        """The batch's net writes: deletions first, then each key's changes."""
+        p = self._prefix
+        ops: list[Op] = [("D", p + k, b"", b"") for k in self._cleared]
+        for k in self._dirty_strings:
+            ops.append(("S", p + k, self._strings[k] or b"", b""))
+        for k, h in self._hashes.items():
+            for f in h.dirty:
+                v = h.fields[f]
+                ops.append(("X", p + k, f, b"") if v is None else ("H", p + k, f, v))
+            for f, n in h.incr.items():
+                ops.append(("I", p + k, f, str(n).encode()))
+        for k, s in self._sets.items():
+            ops.extend(("A", p + k, m, b"") for m in s.added)
+            ops.extend(("R", p + k, m, b"") for m in s.dropped)
+        for k, z in self._zsets.items():
+            ops.extend(("Z", p + k, m, repr(score).encode()) for m, score in z.added.items())
+            ops.extend(("Q", p + k, m, b"") for m in z.dropped)
+        return ops
+
+    def preload(self, reads: Iterable[Read]) -> None:
+        """Fetch, in one round trip, what the given reads need and the batch lacks."""
+        wanted: dict[tuple[str, str, bytes], None] = {}
+        for read in reads:
+            kind, key = read[0], read[1]
+            arg = _b(read[2]) if len(read) == 3 else b""
+            if kind == "get":
+                known = key in self._strings
+            elif kind in ("hgetall", "hget"):
+                h = self._hashes.get(key)
+                known = h is not None and (h.complete or (kind == "hget" and arg in h.fields))
+            else:
+                s = self._sets.get(key)
+                known = s is not None and (
+                    s.complete or (kind == "sismember" and (arg in s.members or arg in s.removed))
+                )
+            if not known:
+                wanted[(kind, key, arg)] = None
+        if not wanted:
+            return
+        physical = [(kind, self._prefix + key, arg) for kind, key, arg in wanted]
+        values = self._store.read_many(physical)
+        for (what, key, arg), value in zip(wanted, values, strict=True):
+            if what == "get":
+                self._strings[key] = value if isinstance(value, bytes) else None
+            elif what == "hgetall":
+                self._merge_hash(key, value if isinstance(value, dict) else {})
+            elif what == "smembers":
+                self._merge_set(key, value if isinstance(value, set) else set())
+            elif what == "hget":
+                self._merge_field(key, arg, value if isinstance(value, bytes) else None)
+            else:
+                s = self._set(key)
+                (s.members if value else s.removed).add(arg)
+
+    def _merge_hash(self, key: str, base: Mapping[bytes, bytes]) -> _Hash:
+        h = self._hash(key)
+        if not h.complete:
+            for f, v in base.items():
+                h.fields.setdefault(f, v)
+            for f, n in h.incr.items():
+                h.fields[f] = str(int(h.fields.get(f) or b"0") + n).encode()
+                h.dirty.add(f)
+            h.incr.clear()
+            h.complete = True
+        return h
+
+    def _merge_field(self, key: str, field: bytes, base: bytes | None) -> bytes | None:
+        h = self._hash(key)
+        if field in h.fields or h.complete:
+            return h.fields.get(field)
+        value = base
+        pending = h.incr.pop(field, None)
+        if pending is not None:
+            value = str(int(value or b"0") + pending).encode()
+            h.dirty.add(field)
+        h.fields[field] = value
+        return value
+
+    def _merge_set(self, key: str, base: builtins.set[bytes]) -> _Set:
+        s = self._set(key)
+        if not s.complete:
+            s.members |= base - s.removed
+            s.complete = True
+        return s
 
     def get(self, key: str) -> bytes | None:
         if key in self._strings:
             return self._strings[key]
-        value = self._store.get(self._key(key))
+        value = self._store.get(self._prefix + key)
         self._strings[key] = value
         return value
 
     def set(self, key: str, value: Value) -> None:
-        v = _b(value)
-        self._strings[key] = v
+        self._strings[key] = _b(value)
+        self._dirty_strings.add(key)
         self._hashes.pop(key, None)
         self._sets.pop(key, None)
-        self.ops.append(("S", self._key(key), v, b""))
+        self._zsets.pop(key, None)
 
     def delete(self, key: str) -> None:
+        self._cleared.add(key)
         self._strings[key] = None
+        self._dirty_strings.discard(key)
         self._hashes[key] = _Hash(complete=True)
         self._sets[key] = _Set(complete=True)
-        self.ops.append(("D", self._key(key), b"", b""))
+        self._zsets.pop(key, None)
 
     def _hash(self, key: str) -> _Hash:
         h = self._hashes.get(key)
@@ -153,51 +269,40 @@ class ViewBatch:
             return h.fields[f]
         if h.complete:
             return None
-        value = self._store.hget(self._key(key), f)
-        pending = h.incr.pop(f, None)
-        if pending is not None:
-            value = str(int(value or b"0") + pending).encode()
-        h.fields[f] = value
-        return value
+        return self._merge_field(key, f, self._store.hget(self._prefix + key, f))
 
     def hgetall(self, key: str) -> dict[bytes, bytes]:
         h = self._hash(key)
         if not h.complete:
-            for f, v in self._store.hgetall(self._key(key)).items():
-                h.fields.setdefault(f, v)
-            for f, n in h.incr.items():
-                h.fields[f] = str(int(h.fields.get(f) or b"0") + n).encode()
-            h.incr.clear()
-            h.complete = True
+            h = self._merge_hash(key, self._store.hgetall(self._prefix + key))
         return {f: v for f, v in h.fields.items() if v is not None}
 
     def hset(self, key: str, field: Value, value: Value) -> None:
-        f, v = _b(field), _b(value)
+        f = _b(field)
         h = self._hash(key)
-        h.fields[f] = v
+        h.fields[f] = _b(value)
+        h.dirty.add(f)
         h.incr.pop(f, None)
-        self.ops.append(("H", self._key(key), f, v))
 
     def hdel(self, key: str, field: Value) -> None:
         f = _b(field)
         h = self._hash(key)
         h.fields[f] = None
+        h.dirty.add(f)
         h.incr.pop(f, None)
-        self.ops.append(("X", self._key(key), f, b""))
 
     def hincrby(self, key: str, field: Value, amount: int = 1) -> None:
-        f = _b(field)
-        h = self._hash(key)
+        f = field if isinstance(field, bytes) else _b(field)
+        h = self._hashes.get(key) or self._hash(key)
         if f in h.fields or h.complete:
-            current = h.fields.get(f) or b"0"
             try:
-                h.fields[f] = str(int(current) + amount).encode()
+                h.fields[f] = str(int(h.fields.get(f) or b"0") + amount).encode()
             except ValueError:
                 msg = f"hincrby on non-integer field {f!r} of {key}"
                 raise ValueError(msg) from None
+            h.dirty.add(f)
         else:
             h.incr[f] = h.incr.get(f, 0) + amount
-        self.ops.append(("I", self._key(key), f, str(amount).encode()))
 
     def _set(self, key: str) -> _Set:
         s = self._sets.get(key)
@@ -210,23 +315,21 @@ class ViewBatch:
         s = self._set(key)
         s.members.add(m)
         s.removed.discard(m)
-        self.ops.append(("A", self._key(key), m, b""))
+        s.added.add(m)
+        s.dropped.discard(m)
 
     def srem(self, key: str, member: Value) -> None:
         m = _b(member)
         s = self._set(key)
         s.members.discard(m)
-        if not s.complete:
-            s.removed.add(m)
-        self.ops.append(("R", self._key(key), m, b""))
+        s.removed.add(m)
+        s.dropped.add(m)
+        s.added.discard(m)
 
     def smembers(self, key: str) -> builtins.set[bytes]:
         s = self._set(key)
         if not s.complete:
-            base = self._store.smembers(self._key(key))
-            s.members |= base - s.removed
-            s.removed.clear()
-            s.complete = True
+            s = self._merge_set(key, self._store.smembers(self._prefix + key))
         return set(s.members)
 
     def sismember(self, key: str, member: Value) -> bool:
@@ -236,15 +339,27 @@ class ViewBatch:
             return True
         if s.complete or m in s.removed:
             return False
-        found = self._store.sismember(self._key(key), m)
+        found = self._store.sismember(self._prefix + key, m)
         (s.members if found else s.removed).add(m)
         return found
 
+    def _zset(self, key: str) -> _ZSet:
+        z = self._zsets.get(key)
+        if z is None:
+            z = self._zsets[key] = _ZSet()
+        return z
+
     def zadd(self, key: str, member: Value, score: float) -> None:
-        self.ops.append(("Z", self._key(key), _b(member), repr(float(score)).encode()))
+        m = _b(member)
+        z = self._zset(key)
+        z.added[m] = float(score)
+        z.dropped.discard(m)
 
     def zrem(self, key: str, member: Value) -> None:
-        self.ops.append(("Q", self._key(key), _b(member), b""))
+        m = _b(member)
+        z = self._zset(key)
+        z.added.pop(m, None)
+        z.dropped.add(m)
 
 
 @dataclass
@@ -306,19 +421,26 @@ def apply_batch(
     if all(p.positions.get(context, 0) >= last for p in parts):
         return Outcome.NOTHING_NEW
     name, gen, topics = projection.name, state.info.gen, projection.topics
-    views: dict[int, ViewBatch] = {}
     partitioned = len(parts) > 1
+    todo: list[tuple[DomainEvent, int]] = []
     for index, notification in enumerate(notifications):
         if topics and notification.topic not in topics:
             continue
         event = batch.event(index)
         part = projection.partition_of(event) if partitioned else 0
-        if notification.id <= parts[part].positions.get(context, 0):
-            continue
-        view = views.get(part)
-        if view is None:
-            view = views[part] = ViewBatch(store, name, gen, part)
-        projection.handle(event, context, view)
+        if notification.id > parts[part].positions.get(context, 0):
+            todo.append((event, part))
+    views: dict[int, ViewBatch] = {}
+    for part in sorted({part for _, part in todo}):
+        views[part] = ViewBatch(store, name, gen, part)
+    if type(projection).prefetch is not Projection.prefetch:
+        reads: dict[int, list[Read]] = {part: [] for part in views}
+        for event, part in todo:
+            reads[part].extend(projection.prefetch(event, context))
+        for part, view in views.items():
+            view.preload(reads[part])
+    for event, part in todo:
+        projection.handle(event, context, views[part])
     commits = [
         PartitionCommit(i, p.version, {context: last}, views[i].ops if i in views else ())
         for i, p in enumerate(parts)
@@ -385,27 +507,34 @@ def rebuild(
     done = 0
     started = time.monotonic()
     try:
-        for context in projection.contexts:
-            app = apps[context]
-            after = 0
-            while True:
-                notifications = app.recorder.select_notifications(
-                    start=after, limit=page_size, inclusive_of_start=False
-                )
-                if not notifications:
-                    break
-                batch = DecodedBatch(app.mapper, notifications)
-                outcome = apply_batch(store, projection, state, context, after, batch)
-                if outcome not in (Outcome.APPLIED, Outcome.NOTHING_NEW):
-                    msg = f"generation {gen} of {name} was written by someone else"
-                    raise RebuildConflictError(msg)
-                after = notifications[-1].id
-                done += len(notifications)
-                if progress is not None:
-                    elapsed = max(time.monotonic() - started, 1e-9)
-                    rate = done / elapsed
-                    eta = max(total - done, 0) / rate if rate else 0.0
-                    progress(RebuildProgress(context, done, total, rate, eta))
+        with ThreadPoolExecutor(1, thread_name_prefix=f"rebuild-{name}") as pool:
+            for context in projection.contexts:
+                app = apps[context]
+
+                def page(start: int, app: Application[Any] = app) -> Sequence[Notification]:
+                    return app.recorder.select_notifications(
+                        start=start, limit=page_size, inclusive_of_start=False
+                    )
+
+                after = 0
+                notifications = page(after)
+                while notifications:
+                    # The database reads the next page while this one is applied.
+                    following = pool.submit(page, notifications[-1].id)
+                    batch = DecodedBatch(app.mapper, notifications)
+                    outcome = apply_batch(store, projection, state, context, after, batch)
+                    if outcome not in (Outcome.APPLIED, Outcome.NOTHING_NEW):
+                        following.cancel()
+                        msg = f"generation {gen} of {name} was written by someone else"
+                        raise RebuildConflictError(msg)
+                    after = notifications[-1].id
+                    done += len(notifications)
+                    if progress is not None:
+                        elapsed = max(time.monotonic() - started, 1e-9)
+                        rate = done / elapsed
+                        eta = max(total - done, 0) / rate if rate else 0.0
+                        progress(RebuildProgress(context, done, total, rate, eta))
+                    notifications = following.result()
         switched = store.switch(name, old.gen if old else None, info)
         if not switched:
             msg = f"{name} was switched to another generation during the rebuild"

@@ -19,11 +19,12 @@ must be above the stored one.
 from __future__ import annotations
 
 import re
+import struct
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, cast
 
 import redis
 
@@ -181,6 +182,11 @@ class ReadModelStore(Protocol):
     def smembers(self, key: str) -> set[bytes]: ...
 
     def sismember(self, key: str, member: bytes) -> bool: ...
+
+    def read_many(self, reads: Sequence[tuple[str, str, bytes]]) -> list[object]:
+        """Several reads in one round trip: (kind, physical key, field or member or b"").
+
+        Kinds: get, hgetall, smembers, hget, sismember."""
 
     def snapshot(self, name: str) -> dict[str, SnapshotValue]:
         """All keys of the current generation as ``p<i>:<logical key>`` -> value."""
@@ -450,6 +456,15 @@ class MemoryStore:
     def sismember(self, key: str, member: bytes) -> bool:
         return member in self.smembers(key)
 
+    def read_many(self, reads: Sequence[tuple[str, str, bytes]]) -> list[object]:
+        with self._lock:
+            return [
+                getattr(self, kind)(key, arg)
+                if kind in ("hget", "sismember")
+                else getattr(self, kind)(key)
+                for kind, key, arg in reads
+            ]
+
     def zrangebyscore(
         self, key: str, min_score: float, max_score: float, limit: int
     ) -> list[tuple[bytes, float]]:
@@ -532,58 +547,57 @@ _COMMIT_LUA = """
 local v = redis.call('HGET', KEYS[1], '~v')
 if v ~= ARGV[1] then return 0 end
 local n = tonumber(ARGV[2])
-local i = 3
-for _ = 1, n do
+for i = 3, 2 + 2 * n, 2 do
   local cur = redis.call('HGET', KEYS[1], 'p:' .. ARGV[i])
   if cur and tonumber(cur) >= tonumber(ARGV[i + 1]) then return -1 end
-  i = i + 2
 end
-local first_op = i
 local want = {S='string', H='hash', X='hash', I='hash', A='set', R='set', Z='zset', Q='zset'}
-local seen = {}
-while i <= #ARGV do
-  local k = ARGV[i + 1]
-  local t = seen[k]
-  if t == nil then
-    t = redis.call('TYPE', KEYS[tonumber(k)])['ok']
-  end
-  local c = ARGV[i]
+local blob = ARGV[3 + 2 * n]
+local ops, seen, pos = {}, {}, 1
+while pos <= #blob do
+  local c, k, la, lb
+  c, k, la, lb, pos = struct.unpack('>c1I4I4I4', blob, pos)
+  local a = string.sub(blob, pos, pos + la - 1)
+  pos = pos + la
+  local b = string.sub(blob, pos, pos + lb - 1)
+  pos = pos + lb
+  local key = KEYS[k]
+  local t = seen[key]
+  if t == nil then t = redis.call('TYPE', key)['ok'] end
   if c == 'D' then
     t = 'none'
   else
     local w = want[c]
-    if t ~= 'none' and t ~= w and c ~= 'S' then
-      return redis.error_reply('WRONGTYPE ' .. c .. ' on ' .. KEYS[tonumber(k)] .. ' ' .. t)
+    if c ~= 'S' and t ~= 'none' and t ~= w then
+      return redis.error_reply('WRONGTYPE ' .. c .. ' on ' .. key .. ' holding a ' .. t)
     end
     t = w
   end
-  seen[k] = t
-  i = i + 4
+  seen[key] = t
+  ops[#ops + 1] = {c, key, a, b}
 end
-i = first_op
-while i <= #ARGV do
-  local c = ARGV[i]
-  local k = KEYS[tonumber(ARGV[i + 1])]
-  if c == 'S' then redis.call('SET', k, ARGV[i + 2])
+for _, op in ipairs(ops) do
+  local c, k, a, b = op[1], op[2], op[3], op[4]
+  if c == 'S' then redis.call('SET', k, a)
   elseif c == 'D' then redis.call('DEL', k)
-  elseif c == 'H' then redis.call('HSET', k, ARGV[i + 2], ARGV[i + 3])
-  elseif c == 'X' then redis.call('HDEL', k, ARGV[i + 2])
-  elseif c == 'I' then redis.call('HINCRBY', k, ARGV[i + 2], ARGV[i + 3])
-  elseif c == 'A' then redis.call('SADD', k, ARGV[i + 2])
-  elseif c == 'R' then redis.call('SREM', k, ARGV[i + 2])
-  elseif c == 'Z' then redis.call('ZADD', k, ARGV[i + 3], ARGV[i + 2])
-  elseif c == 'Q' then redis.call('ZREM', k, ARGV[i + 2])
+  elseif c == 'H' then redis.call('HSET', k, a, b)
+  elseif c == 'X' then redis.call('HDEL', k, a)
+  elseif c == 'I' then redis.call('HINCRBY', k, a, b)
+  elseif c == 'A' then redis.call('SADD', k, a)
+  elseif c == 'R' then redis.call('SREM', k, a)
+  elseif c == 'Z' then redis.call('ZADD', k, b, a)
+  elseif c == 'Q' then redis.call('ZREM', k, a)
   end
-  i = i + 4
 end
-i = 3
-for _ = 1, n do
+for i = 3, 2 + 2 * n, 2 do
   redis.call('HSET', KEYS[1], 'p:' .. ARGV[i], ARGV[i + 1])
-  i = i + 2
 end
 redis.call('HSET', KEYS[1], '~v', tonumber(v) + 1)
 return 1
 """
+
+_OP_HEADER = struct.Struct(">cIII")
+"""Each op in a commit's payload: code, index into KEYS, lengths of its two arguments."""
 
 _SWITCH_LUA = """
 local cur = redis.call('HGET', KEYS[1], 'gen')
@@ -677,17 +691,21 @@ class RedisStore:
     def _commit_args(
         self, name: str, gen: int, c: PartitionCommit
     ) -> tuple[list[str], list[bytes | str | int]]:
+        """KEYS (positions first, then every key written) and ARGV with one payload."""
         keys = [self.layout.positions(name, gen, c.partition)]
         index: dict[str, int] = {}
         args: list[bytes | str | int] = [c.expected_version, len(c.positions)]
         for context, position in c.positions.items():
             args += [context, position]
+        pack = _OP_HEADER.pack
+        payload: list[bytes] = []
         for code, key, a, b in c.ops:
             i = index.get(key)
             if i is None:
                 keys.append(key)
                 i = index[key] = len(keys)
-            args += [code, i, a, b]
+            payload += (pack(code.encode(), i, len(a), len(b)), a, b)
+        args.append(b"".join(payload))
         return keys, args
 
     def get(self, key: str) -> bytes | None:
@@ -704,6 +722,15 @@ class RedisStore:
 
     def sismember(self, key: str, member: bytes) -> bool:
         return bool(self.client.sismember(key, member))  # type: ignore[arg-type]
+
+    def read_many(self, reads: Sequence[tuple[str, str, bytes]]) -> list[object]:
+        pipe = self.client.pipeline(transaction=False)
+        for kind, key, arg in reads:
+            if kind in ("hget", "sismember"):
+                getattr(pipe, kind)(key, arg)
+            else:
+                getattr(pipe, kind)(key)
+        return list(pipe.execute())
 
     def snapshot(self, name: str) -> dict[str, SnapshotValue]:
         info = self.meta(name)
@@ -782,8 +809,11 @@ def _zrange_command(
     return ("ZRANGEBYSCORE", (min_score, max_score, "WITHSCORES", "LIMIT", 0, limit))
 
 
-def _pairs(raw: Iterable[bytes] | None) -> list[tuple[bytes, float]]:
+def _pairs(raw: Iterable[Any] | None) -> list[tuple[bytes, float]]:
+    """Member/score pairs from either a flat reply or one already paired by redis-py."""
     items = list(raw or [])
+    if items and isinstance(items[0], list | tuple):
+        return [(bytes(m), float(s)) for m, s in items]
     return [(items[i], float(items[i + 1])) for i in range(0, len(items), 2)]
 
 
