@@ -489,8 +489,13 @@ def rebuild(
     progress: Callable[[RebuildProgress], None] | None = None,
     page_size: int = 2000,
     drop_old: bool = True,
+    catch_up_passes: int = 3,
 ) -> ProjectionState:
     """Replay every context from the start into a new generation, then switch to it.
+
+    Each context is replayed up to its head when the rebuild began, then up to the new
+    head, at most ``catch_up_passes`` times, so a rebuild ends under constant writes;
+    whatever arrives later is applied to the new generation by the live worker.
 
     Safe while live workers run: they keep updating the old generation until the
     switch, which retires it so their next commit is refused; they then reload and
@@ -510,31 +515,37 @@ def rebuild(
         with ThreadPoolExecutor(1, thread_name_prefix=f"rebuild-{name}") as pool:
             for context in projection.contexts:
                 app = apps[context]
+                after, target = 0, heads[context]
+                for _ in range(catch_up_passes):
+                    if target <= after:
+                        break
 
-                def page(start: int, app: Application[Any] = app) -> Sequence[Notification]:
-                    return app.recorder.select_notifications(
-                        start=start, limit=page_size, inclusive_of_start=False
-                    )
+                    def page(
+                        start: int, app: Application[Any] = app, stop: int = target
+                    ) -> Sequence[Notification]:
+                        return app.recorder.select_notifications(
+                            start=start, limit=page_size, stop=stop, inclusive_of_start=False
+                        )
 
-                after = 0
-                notifications = page(after)
-                while notifications:
-                    # The database reads the next page while this one is applied.
-                    following = pool.submit(page, notifications[-1].id)
-                    batch = DecodedBatch(app.mapper, notifications)
-                    outcome = apply_batch(store, projection, state, context, after, batch)
-                    if outcome not in (Outcome.APPLIED, Outcome.NOTHING_NEW):
-                        following.cancel()
-                        msg = f"generation {gen} of {name} was written by someone else"
-                        raise RebuildConflictError(msg)
-                    after = notifications[-1].id
-                    done += len(notifications)
-                    if progress is not None:
-                        elapsed = max(time.monotonic() - started, 1e-9)
-                        rate = done / elapsed
-                        eta = max(total - done, 0) / rate if rate else 0.0
-                        progress(RebuildProgress(context, done, total, rate, eta))
-                    notifications = following.result()
+                    notifications = page(after)
+                    while notifications:
+                        # The database reads the next page while this one is applied.
+                        following = pool.submit(page, notifications[-1].id)
+                        batch = DecodedBatch(app.mapper, notifications)
+                        outcome = apply_batch(store, projection, state, context, after, batch)
+                        if outcome not in (Outcome.APPLIED, Outcome.NOTHING_NEW):
+                            following.cancel()
+                            msg = f"generation {gen} of {name} was written by someone else"
+                            raise RebuildConflictError(msg)
+                        after = notifications[-1].id
+                        done += len(notifications)
+                        if progress is not None:
+                            elapsed = max(time.monotonic() - started, 1e-9)
+                            rate = done / elapsed
+                            eta = max(total - done, 0) / rate if rate else 0.0
+                            progress(RebuildProgress(context, done, total, rate, eta))
+                        notifications = following.result()
+                    target = app.recorder.max_notification_id() or 0
         switched = store.switch(name, old.gen if old else None, info)
         if not switched:
             msg = f"{name} was switched to another generation during the rebuild"

@@ -389,7 +389,7 @@ class MemoryStore:
             doomed = [
                 k
                 for k in self._data
-                if k.startswith(prefixes) and k[len(prefixes[0]) :][:1] in (":", "~")
+                if any(k.startswith(p) and k[len(p) : len(p) + 1] in (":", "~") for p in prefixes)
             ]
             for k in doomed:
                 del self._data[k]

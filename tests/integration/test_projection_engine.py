@@ -383,7 +383,7 @@ def test_rebuild_while_worker_runs_switches_atomically_and_drops_old_keys(
         stop = threading.Event()
 
         def write() -> None:
-            while not stop.is_set():
+            while not stop.wait(0.001):
                 record(app, [(0, 1)], counters)
 
         writer = threading.Thread(target=write)

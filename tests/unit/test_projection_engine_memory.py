@@ -349,7 +349,7 @@ def test_concurrent_rebuild_while_worker_runs() -> None:
     stop = threading.Event()
 
     def write() -> None:
-        while not stop.is_set():
+        while not stop.wait(0.001):
             record(app, [(0, 1)], tallies)
 
     writer = threading.Thread(target=write)
