@@ -23,7 +23,7 @@ from domain.doses import (
     ScreeningOutcome,
     Severity,
 )
-from domain.errors import CitizenMoved, InvalidValue, LotNotFound
+from domain.errors import AlreadyRegistered, CitizenMoved, InvalidValue, LotNotFound
 from domain.identity import PersonId
 from domain.lots import Lot
 from domain.status import VaccinationStatus, vaccination_status
@@ -75,7 +75,7 @@ class ImmunizationApp(RegistryApplication):
         def work() -> Work:
             lot_id = self.ids.lot(product, lot_number)
             if self.find(lot_id, Lot) is not None:
-                raise InvalidValue("this lot is already registered", lot=lot_number)
+                raise AlreadyRegistered("this lot is already registered", lot=lot_number)
             lot = Lot.register(lot_id, lot_number, product, expires_on, request.actor)
             return [lot], {"lot": lot.lot_number, "product": product}
 

@@ -117,6 +117,7 @@ class MobilityApp(RegistryApplication):
             raise InvalidValue("only an officer at a checkpoint records a check")
 
         def work() -> Work:
+            self.register.citizen(person)
             record = self._open_record(person, request.actor)
             check = CheckpointCheck(checkpoint, self.clock(), verdict, reasons, declaration_id)
             record.record_check(check, request.actor)

@@ -54,6 +54,7 @@ class Settings:
                 "POSTGRES_MAX_OVERFLOW": str(self.pool_size * 2),
                 "POSTGRES_CONNECT_TIMEOUT": "5",
                 "POSTGRES_LOCK_TIMEOUT": "5",
+                "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "10",
             }
         else:
             directory = Path(self.database_url.removeprefix("sqlite:///"))

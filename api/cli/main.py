@@ -10,6 +10,7 @@ import typer
 
 from api.cli.bench import bench_app
 from api.cli.population import population_app
+from api.cli.server import serve, token
 from application.audit import History
 from domain.errors import DomainError
 from domain.identity import parse_person_id
@@ -21,6 +22,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.command("serve")(serve)
+app.command("token")(token)
 app.add_typer(population_app, name="population")
 app.add_typer(bench_app, name="bench")
 
