@@ -1,18 +1,31 @@
-"""`vaxreg population`: synthetic population-register extracts."""
+"""`vaxreg population`: synthetic population-register extracts, and importing extracts."""
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import Annotated, BinaryIO, TextIO
 
 import typer
 
+from infrastructure.bootstrap import bootstrap
 from infrastructure.population.generator import generate_register, injected_errors
+from infrastructure.population.importer import (
+    DEFAULT_BATCH_SIZE,
+    ExtractReader,
+    ImportSummary,
+    PopulationImport,
+    Rejected,
+    open_extract,
+)
+from infrastructure.population.progress import ProgressBar
 from infrastructure.population.rows import write_csv, write_ndjson
+from infrastructure.settings import load_settings
 
 population_app = typer.Typer(help="The national population register: extracts and imports.")
 
@@ -24,7 +37,7 @@ class Format(StrEnum):
 
 @population_app.callback()
 def _population() -> None:
-    """Keeps `generate` a subcommand even while it is the only one."""
+    """Groups the population-register commands."""
 
 
 @population_app.command()
@@ -59,3 +72,76 @@ def generate(
 
 def _write(rows: Iterable[Mapping[str, str]], fmt: Format, out: TextIO) -> int:
     return write_csv(rows, out) if fmt is Format.CSV else write_ndjson(rows, out)
+
+
+@population_app.command("import")
+def import_extract(
+    source: Annotated[str, typer.Argument(help="Extract file (NDJSON or CSV), or - for stdin.")],
+    fmt: Annotated[
+        Format | None,
+        typer.Option("--format", help="Input format; by default taken from the first line."),
+    ] = None,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(
+            help="NDJSON file of rejected rows (default: SOURCE.rejects.ndjson, "
+            "or rejects.ndjson for stdin)."
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Rows per transaction (the event table lock is held for one batch at a time).",
+        ),
+    ] = DEFAULT_BATCH_SIZE,
+    workers: Annotated[
+        int,
+        typer.Option(min=0, help="Processes parsing and encoding rows (0: in this process)."),
+    ] = min(2, os.cpu_count() or 1),
+    progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
+) -> None:
+    """Import a register extract: new citizens are registered, changed ones corrected.
+
+    Safe to run again, also after an interruption: unchanged rows write nothing. Prints
+    the summary as JSON.
+    """
+    rejects_path = rejects or Path(
+        "rejects.ndjson" if source == "-" else f"{source}.rejects.ndjson"
+    )
+    settings = load_settings()
+    registry = bootstrap(settings)
+    try:
+        with (
+            open_extract(source) as stream,
+            rejects_path.open("w", encoding="utf-8") as rejects_file,
+        ):
+            bar = ProgressBar(sys.stderr, _file_size(stream)) if progress else None
+
+            def write_reject(rejected: Rejected) -> None:
+                rejects_file.write(json.dumps(rejected.as_dict(), ensure_ascii=False) + "\n")
+
+            def report(summary: ImportSummary, reader: ExtractReader) -> None:
+                rejects_file.flush()
+                if bar is not None:
+                    bar.update(summary.rows, reader.bytes_read)
+
+            importer = PopulationImport(
+                registry.population,
+                settings.id_key,
+                batch_size=batch_size,
+                workers=workers,
+                on_reject=write_reject,
+                on_batch=report,
+            )
+            summary = importer.run(stream, fmt.value if fmt else None)
+            if bar is not None:
+                bar.finish()
+    finally:
+        registry.close()
+    typer.echo(json.dumps({**summary.as_dict(), "rejects_file": str(rejects_path)}))
+
+
+def _file_size(stream: BinaryIO) -> int | None:
+    info = os.fstat(stream.fileno())
+    return info.st_size if stat.S_ISREG(info.st_mode) else None

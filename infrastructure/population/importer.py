@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from multiprocessing.pool import AsyncResult, Pool
 from pathlib import Path
-from typing import BinaryIO, Final, NamedTuple
+from typing import BinaryIO, Final, NamedTuple, Protocol
 from uuid import UUID
 
 from eventsourcing.persistence import Mapper, StoredEvent
@@ -89,6 +89,12 @@ DEFAULT_CHUNK_LINES: Final = 2_000
 
 _BOM: Final = b"\xef\xbb\xbf"
 _DRAIN: Final = 64 * 1024
+
+
+class LineSource(Protocol):
+    """What the importer reads: a binary file, standard input or a streamed request body."""
+
+    def readline(self, limit: int = -1, /) -> bytes: ...
 
 
 class Rejected(NamedTuple):
@@ -157,7 +163,7 @@ class ExtractReader:
     """
 
     def __init__(
-        self, stream: BinaryIO, fmt: RegisterFormat | None, chunk_lines: int = DEFAULT_CHUNK_LINES
+        self, stream: LineSource, fmt: RegisterFormat | None, chunk_lines: int = DEFAULT_CHUNK_LINES
     ) -> None:
         self.stream = stream
         self.fmt = fmt
@@ -430,7 +436,7 @@ class PopulationImport:
         self.store = _bulk_store(app, self.hasher)
         self.summary = ImportSummary()
 
-    def run(self, stream: BinaryIO, fmt: RegisterFormat | None = None) -> ImportSummary:
+    def run(self, stream: LineSource, fmt: RegisterFormat | None = None) -> ImportSummary:
         started = time.perf_counter()
         reader = ExtractReader(stream, fmt, self.chunk_lines)
         with (
