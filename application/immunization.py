@@ -152,8 +152,8 @@ class ImmunizationApp(RegistryApplication):
             )
             return [record], {
                 "dose_id": str(dose_id),
-                "dose_number": str(record.valid_doses.index(recorded) + 1),
-                "deviations": ",".join(recorded.deviations),
+                "dose_number": record.valid_doses.index(recorded) + 1,
+                "deviations": list(recorded.deviations),
             }
 
         payload = {"identity": identity, "given": given}
@@ -187,7 +187,7 @@ class ImmunizationApp(RegistryApplication):
             result = record.correct_dose(
                 dose, reason, self._context(citizen, record), self._lot_problem(dose), request.actor
             )
-            return [record], {"dose_id": str(dose_id), "deviations": ",".join(result.deviations)}
+            return [record], {"dose_id": str(dose_id), "deviations": list(result.deviations)}
 
         payload = {"person": person, "dose_id": dose_id, "reason": reason, "dose": corrected}
         return self.run(request, "correct_dose", payload, work)

@@ -75,7 +75,7 @@ def test_two_doses_make_a_citizen_fully_vaccinated_after_14_days(
     )
 
     assert first.position.startswith("immunization:")
-    assert second.result["dose_number"] == "2"
+    assert second.result["dose_number"] == 2
     assert registry.immunization.status(LAN.person).status is Status.PARTIALLY_VACCINATED
     clock.advance(days=14)
     assert registry.immunization.status(LAN.person).status is Status.FULLY_VACCINATED

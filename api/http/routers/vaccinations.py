@@ -54,10 +54,6 @@ def _given(fields: DoseFields, principal: Principal) -> DoseGiven:
     )
 
 
-def _codes(joined: str) -> list[str]:
-    return [code for code in joined.split(",") if code]
-
-
 def _ensure_dose_of_own_unit(
     registry: Registry, principal: Principal, person: PersonId, dose_id: UUID
 ) -> None:
@@ -110,12 +106,7 @@ def record_dose(
     outcome = registry.immunization.record_dose(
         staff.request, identity, _given(body, staff.principal)
     )
-    result = DoseRecorded(
-        dose_id=outcome.result["dose_id"],
-        dose_number=int(outcome.result["dose_number"]),
-        deviations=_codes(outcome.result["deviations"]),
-    )
-    return accepted(outcome, response, result)
+    return accepted(outcome, response, DoseRecorded.model_validate(outcome.result))
 
 
 @router.post(
@@ -136,10 +127,7 @@ def correct_dose(
     outcome = registry.immunization.correct_dose(
         staff.request, person, dose_id, body.reason, _given(body, staff.principal)
     )
-    result = DoseCorrected(
-        dose_id=outcome.result["dose_id"], deviations=_codes(outcome.result["deviations"])
-    )
-    return accepted(outcome, response, result)
+    return accepted(outcome, response, DoseCorrected.model_validate(outcome.result))
 
 
 @router.post(
