@@ -13,10 +13,10 @@ import contextlib
 import io
 import secrets
 import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -25,6 +25,11 @@ from application.commands import Request
 from bench.harness import BenchContext
 from bench.servers import Server
 from domain.base import Actor
+from domain.dose_rules import DoseContext
+from domain.doses import Dose, DoseKind, InjectionSite
+from domain.identity import parse_person_id
+from domain.vaccination import VaccinationRecord
+from domain.vaccines import CATALOGUE
 from infrastructure.bootstrap import Registry, bootstrap, migrate
 from infrastructure.population.generator import generate_register
 from infrastructure.population.importer import PopulationImport
@@ -172,6 +177,39 @@ def given_at_today() -> str:
     return moment.isoformat()
 
 
-def output_file(ctx: BenchContext, name: str) -> Path:
-    ctx.output_dir.mkdir(parents=True, exist_ok=True)
-    return ctx.output_dir / name
+SERIES_START = datetime(2021, 8, 2, 2, 0, tzinfo=UTC)
+SERIES_INTERVAL = timedelta(days=28)
+
+
+def vaccinate_in_bulk(
+    stack: Stack, citizens: Sequence[Citizen], *, doses: int = 2, batch: int = 500
+) -> int:
+    """Gives each citizen a series of `doses` in 2021 through the domain, saved `batch`
+    records per `save` (the bulk path of the library, not the API); returns the events.
+    """
+    app = stack.registry.immunization
+    nurse = Actor("bench-nurse", "medical_staff", unit=unit(0))
+    now = datetime.now(UTC)
+    events = 0
+    for first in range(0, len(citizens), batch):
+        records = []
+        for citizen in citizens[first : first + batch]:
+            person = parse_person_id(citizen.id_number)
+            record = VaccinationRecord(stack.registry.ids.vaccination_record(person), person, nurse)
+            context = DoseContext(citizen.date_of_birth, (), (), CATALOGUE, now)
+            for n in range(doses):
+                dose = Dose(
+                    uuid.uuid4(),
+                    LOT_PRODUCT,
+                    lot_number(0),
+                    SERIES_START + n * SERIES_INTERVAL,
+                    nurse.unit or "",
+                    nurse.user_id,
+                    InjectionSite.LEFT_ARM,
+                    DoseKind.PRIMARY,
+                )
+                record.administer(dose, context, None, nurse)
+            events += len(record.pending_events)
+            records.append(record)
+        app.save(*records)
+    return events
