@@ -28,7 +28,7 @@ import os
 import sqlite3
 import tempfile
 import time
-from collections import Counter, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -137,6 +137,13 @@ class ImportSummary:
     events: int = 0
     seconds: float = 0.0
     rejected_by_reason: Counter[str] = field(default_factory=Counter)
+    timings: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    """Seconds per stage. Parsing stages (`parse`, `build_events`, `encode`, `hash`) are
+    summed over every process doing them; the others are the importing process's."""
+
+    def add_timings(self, timings: Mapping[str, float]) -> None:
+        for stage, seconds in timings.items():
+            self.timings[stage] += seconds
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -149,6 +156,7 @@ class ImportSummary:
             "seconds": round(self.seconds, 3),
             "rows_per_second": round(self.rows / self.seconds, 1) if self.seconds else None,
             "rejected_by_reason": dict(sorted(self.rejected_by_reason.items())),
+            "timings": {k: round(v, 3) for k, v in sorted(self.timings.items())},
         }
 
 
@@ -245,6 +253,7 @@ class RowBuilder:
         self.today = today
         self.actor = actor
         self.clock = clock
+        self.timings: defaultdict[str, float] = defaultdict(float)
 
     def parse(self, chunk: Chunk, fmt: RegisterFormat, header: bytes) -> list[Parsed | Rejected]:
         """Every row of the chunk, in line order."""
@@ -253,16 +262,26 @@ class RowBuilder:
             return results
         offset = chunk.first_line - 2
         stream = io.BytesIO((header if fmt == "csv" else b"\n") + chunk.data)
+        parsing = 0.0
         with recording_clock(self.clock):
+            started = time.perf_counter()
             for line, row in read_rows(stream, fmt, today=self.today):
+                parsing += time.perf_counter() - started
                 if isinstance(row, RowRejected):
                     results.append(Rejected(line + offset, row.reason_code.value, row.message))
                 else:
                     results.append(self.build(line + offset, row))
+                started = time.perf_counter()
+        self.timings["parse"] += parsing
         results.sort(key=lambda r: r.line)
         return results
 
+    def take_timings(self) -> dict[str, float]:
+        taken, self.timings = self.timings, defaultdict(float)
+        return dict(taken)
+
     def build(self, line: int, entry: RegisterEntry) -> Parsed | Rejected:
+        started = time.perf_counter()
         citizen_id = self.ids.citizen(entry.id_number)
         try:
             citizen = Citizen.register(
@@ -283,11 +302,13 @@ class RowBuilder:
                 citizen.record_death(entry.deceased_on, self.actor, self.today)
             except DomainError as error:
                 return Rejected(line, Reason.BAD_DATE.value, error.message)
+        built = time.perf_counter()
         encode = self.mapper.to_stored_event
         events = tuple(
             (stored.originator_version, stored.topic, stored.state)
             for stored in map(encode, citizen.collect_events())
         )
+        encoded = time.perf_counter()
         values = CitizenValues(
             citizen.full_name,
             citizen.date_of_birth,
@@ -296,13 +317,13 @@ class RowBuilder:
             citizen.phone,
             citizen.died_on,
         )
+        hashes = self.hasher.hashes(citizen_id, values)
+        timings = self.timings
+        timings["build_events"] += built - started
+        timings["encode"] += encoded - built
+        timings["hash"] += time.perf_counter() - encoded
         return Parsed(
-            line,
-            citizen_id.bytes,
-            self.hasher.hashes(citizen_id, values),
-            entry.deceased_on is not None,
-            events,
-            values.texts(),
+            line, citizen_id.bytes, hashes, entry.deceased_on is not None, events, values.texts()
         )
 
 
@@ -355,10 +376,10 @@ def _start_worker(config: _WorkerConfig) -> None:
     _worker = (builder, config)
 
 
-def _parse_in_worker(chunk: Chunk) -> list[Parsed | Rejected]:
+def _parse_in_worker(chunk: Chunk) -> tuple[list[Parsed | Rejected], dict[str, float]]:
     assert _worker is not None, "the worker was not initialised"
     builder, config = _worker
-    return builder.parse(chunk, config.fmt, config.header)
+    return builder.parse(chunk, config.fmt, config.header), builder.take_timings()
 
 
 # The run's IDs
@@ -447,7 +468,13 @@ class PopulationImport:
             seen = SeenIds(Path(scratch))
             try:
                 batch: list[Parsed | Rejected] = []
-                for rows in self._parsed(reader):
+                rows_in = self._parsed(reader)
+                while True:
+                    waited = time.perf_counter()
+                    rows = next(rows_in, None)
+                    self.summary.timings["wait_for_rows"] += time.perf_counter() - waited
+                    if rows is None:
+                        break
                     batch.extend(rows)
                     if len(batch) >= self.batch_size:
                         self._import(batch, seen)
@@ -472,23 +499,31 @@ class PopulationImport:
             self.app.ids, self.app.mapper, self.hasher, self.today, self.actor, self.app.clock
         )
         yield local.parse(first, reader.fmt, reader.header)
+        self.summary.add_timings(local.take_timings())
         if self.workers == 0:
             for chunk in chunks:
                 yield local.parse(chunk, reader.fmt, reader.header)
+                self.summary.add_timings(local.take_timings())
             return
         config = _WorkerConfig(
             _worker_env(self.app), self.id_key, self.today, self.actor, reader.fmt, reader.header
         )
         with _pool(self.workers, config) as pool:
-            yield from _windowed(pool, chunks, window=2 * self.workers + 2)
+            for rows, timings in _windowed(pool, chunks, window=2 * self.workers + 2):
+                self.summary.add_timings(timings)
+                yield rows
 
     def _import(self, rows: list[Parsed | Rejected], seen: SeenIds) -> None:
         summary = self.summary
         rejected = [r for r in rows if isinstance(r, Rejected)]
         valid = [r for r in rows if isinstance(r, Parsed)]
         summary.rows += len(rows)
+        timings = summary.timings
+        started = time.perf_counter()
+        first_time = seen.first_time([r.citizen_id for r in valid])
+        timings["seen_ids"] += time.perf_counter() - started
         accepted: list[Parsed] = []
-        for row, first in zip(valid, seen.first_time([r.citizen_id for r in valid]), strict=True):
+        for row, first in zip(valid, first_time, strict=True):
             if first:
                 accepted.append(row)
             else:
@@ -499,9 +534,12 @@ class PopulationImport:
         changed_rows: list[IndexRow] = []
         unchanged = 0
         with self.store.batch() as batch:
+            started = time.perf_counter()
             batch.lock()
+            locked = time.perf_counter()
             ids = [UUID(bytes=r.citizen_id) for r in accepted]
             known = batch.lookup(ids)
+            looked_up = time.perf_counter()
             for citizen_id, row in zip(ids, accepted, strict=True):
                 stored = known.get(citizen_id)
                 if stored is None:
@@ -517,7 +555,14 @@ class PopulationImport:
                 else:
                     changes.extend(outcome[0])
                     changed_rows.append(outcome[1])
+            classified = time.perf_counter()
             batch.write(new, changes, changed_rows)
+            written = time.perf_counter()
+        timings["lock_and_catch_up"] += locked - started
+        timings["index_lookup"] += looked_up - locked
+        timings["classify_and_change"] += classified - looked_up
+        timings["copy_events_and_index"] += written - classified
+        timings["commit"] += time.perf_counter() - written
         summary.created += len(new)
         summary.updated += len(changed_rows)
         summary.unchanged += unchanged
@@ -597,9 +642,9 @@ def _pool(workers: int, config: _WorkerConfig) -> Iterator[Pool]:
 
 def _windowed(
     pool: Pool, chunks: Iterable[Chunk], window: int
-) -> Iterator[list[Parsed | Rejected]]:
+) -> Iterator[tuple[list[Parsed | Rejected], dict[str, float]]]:
     """Results in chunk order, with at most `window` chunks read ahead (bounded memory)."""
-    pending: deque[AsyncResult[list[Parsed | Rejected]]] = deque()
+    pending: deque[AsyncResult[tuple[list[Parsed | Rejected], dict[str, float]]]] = deque()
     for chunk in chunks:
         pending.append(pool.apply_async(_parse_in_worker, (chunk,)))
         if len(pending) >= window:

@@ -1,0 +1,174 @@
+"""`vaxreg bench import`: the population-register import into PostgreSQL.
+
+For each size, a fresh database gets a synthetic extract through ``vaxreg population
+import`` (a subprocess, as an operator runs it), then the same extract again (the
+re-import finds every row unchanged). Each figure is citizens/s next to the binary COPY
+rate of event-store-shaped rows measured in the same run, with the importer's peak
+memory (resident set of the importing process and its workers) and where the time went
+(the importer's own stage timings).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.harness import BenchContext, scenario
+from bench.results import Result, ScalePoint
+from infrastructure.bootstrap import migrate
+from infrastructure.population.generator import generate_register
+from infrastructure.population.rows import write_ndjson
+from infrastructure.settings import load_settings
+
+GOAL_RATE = 30_000
+GOAL_RSS_MB = 500
+WORKERS = 2
+DISK_BYTES_PER_CITIZEN = 2_000
+"""Extract, events, indexes and WAL, with room to spare."""
+
+
+def _database_url(ctx: BenchContext, dbname: str) -> str:
+    params = ctx.postgres_env(dbname)
+    user, host, port = params["POSTGRES_USER"], params["POSTGRES_HOST"], params["POSTGRES_PORT"]
+    password = f":{params['POSTGRES_PASSWORD']}" if params["POSTGRES_PASSWORD"] else ""
+    return f"postgresql://{user}{password}@{host}:{port}/{dbname}"
+
+
+def _tree_rss_bytes(pid: int) -> int:
+    """Resident memory of a process and its descendants, from /proc."""
+    total = 0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+        pending.extend(int(child) for child in children)
+    return total
+
+
+def _run_import(env: dict[str, str], extract: Path) -> tuple[dict[str, Any], float, float]:
+    """The summary, wall seconds and peak RSS (MB) of one `vaxreg population import`."""
+    command = [
+        sys.executable,
+        "-c",
+        "from api.cli.main import app; app()",
+        "population",
+        "import",
+        str(extract),
+        "--no-progress",
+        "--workers",
+        str(WORKERS),
+        "--rejects",
+        str(extract.with_suffix(".rejects.ndjson")),
+    ]
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    peak = 0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.wait(0.2):
+            peak = max(peak, _tree_rss_bytes(process.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = process.communicate()
+    seconds = time.perf_counter() - started
+    stop.set()
+    sampler.join()
+    if process.returncode != 0:
+        raise RuntimeError(f"the import failed ({process.returncode}): {err.decode()[-2000:]}")
+    return json.loads(out), seconds, peak / 2**20
+
+
+def _breakdown(timings: dict[str, float]) -> dict[str, float]:
+    """Each stage's share of the stage total, for the profile table."""
+    total = sum(timings.values()) or 1.0
+    return {stage: round(seconds / total, 3) for stage, seconds in timings.items()}
+
+
+def _result(
+    ctx: BenchContext,
+    name: str,
+    size: int,
+    summary: dict[str, Any],
+    seconds: float,
+    rss_mb: float,
+    copy: Result,
+    scaling: list[ScalePoint],
+) -> Result:
+    rate = summary["rows"] / seconds
+    scaling.append(ScalePoint(size=size, seconds=round(seconds, 2), rate=round(rate, 1)))
+    return Result(
+        name,
+        rate,
+        "citizens/s",
+        ceiling=copy.value,
+        ceiling_unit="rows/s (binary COPY, same run)",
+        goal=f">= {GOAL_RATE:,} citizens/s with peak RSS < {GOAL_RSS_MB} MB",
+        met=None if ctx.quick else rate >= GOAL_RATE and rss_mb < GOAL_RSS_MB,
+        details={
+            "citizens": size,
+            "seconds": round(seconds, 2),
+            "peak_rss_mb": round(rss_mb, 1),
+            "workers": WORKERS,
+            "created": summary["created"],
+            "unchanged": summary["unchanged"],
+            "events": summary["events"],
+            "stage_seconds": summary["timings"],
+            "stage_share": _breakdown(summary["timings"]),
+            "scaling": list(scaling),
+        },
+    )
+
+
+@scenario("import", "Population-register import into PostgreSQL: citizens/s next to COPY")
+def import_rate(ctx: BenchContext) -> list[Result]:
+    copy = ctx.ceiling("copy_rate")
+    sizes = [20_000] if ctx.quick else [100_000, 1_000_000, 5_000_000]
+    scratch = ctx.output_dir / f"import-{ctx.run_id}"
+    scratch.mkdir(parents=True, exist_ok=True)
+    results: list[Result] = []
+    imports: list[ScalePoint] = []
+    reimports: list[ScalePoint] = []
+    try:
+        for size in sizes:
+            free = shutil.disk_usage(scratch).free
+            if free < size * DISK_BYTES_PER_CITIZEN:
+                ctx.log(f"skipping {size:,} citizens: {free / 2**30:.1f} GiB free")
+                continue
+            extract = scratch / f"register-{size}.ndjson"
+            with extract.open("w", encoding="utf-8") as out:
+                write_ndjson(generate_register(size, seed=size), out)
+            with ctx.temp_database() as dbname:
+                env = {
+                    **os.environ,
+                    "VAXREG_DATABASE_URL": _database_url(ctx, dbname),
+                    "VAXREG_DATA_DIR": str(scratch / "var"),
+                    "VAXREG_SECRET_KEY": "bench:import-benchmark-secret-key-0123456789",
+                    "VAXREG_ID_KEY": "import-benchmark-id-key-0123456789",
+                }
+                migrate(load_settings(env))
+                for name, series in (("import", imports), ("import.reimport", reimports)):
+                    ctx.log(f"{name} of {size:,} citizens")
+                    summary, seconds, rss_mb = _run_import(env, extract)
+                    result = _result(ctx, name, size, summary, seconds, rss_mb, copy, series)
+                    results.append(ctx.record(result))
+            extract.unlink()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return results
