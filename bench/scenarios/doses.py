@@ -26,8 +26,8 @@ P99_LIMIT_MS = 50.0
 GOAL_DOSES_PER_S = 1_000.0
 PER_CLIENT_MAX_RATE = 1_000.0
 """Requests/s one closed-loop client cannot exceed (a request takes at least a millisecond)."""
-SERVER_MAX_RATE = 4_000.0
-"""More than two cores can record, so a level never runs out of citizens before its time."""
+SERVER_MAX_RATE = 2_000.0
+"""Well above what two cores record, so a level does not run out of citizens early."""
 DOSE_TOPIC = "vaxreg.immunization:VaccinationRecord.DoseAdministered"
 DOSE_PATH = "/v1/vaccinations/doses"
 
