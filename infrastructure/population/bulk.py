@@ -11,12 +11,13 @@ lock is held. `rebuild` derives it from the events alone.
 
 from __future__ import annotations
 
+import sqlite3
 import struct
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 import psycopg
@@ -24,6 +25,7 @@ from eventsourcing.persistence import Mapper, Notification, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow, tuple_row
 
 from infrastructure.population.index import (
@@ -80,6 +82,9 @@ class BulkStore(ABC):
     @abstractmethod
     def batch(self) -> AbstractContextManager[Batch]:
         """A transaction, committed when the block ends without an error."""
+
+    @abstractmethod
+    def source(self) -> IndexSource: ...
 
     def catch_up(self) -> int:
         """Fold committed events into the index in short transactions, without the lock.
@@ -182,6 +187,73 @@ def _index_row(values: Sequence[Any]) -> IndexRow:
     return IndexRow(citizen_id, values[1], hashes)
 
 
+@dataclass(frozen=True)
+class IndexSource:
+    """Where another process reads the index from: a conninfo or an SQLite file."""
+
+    backend: Literal["postgres", "sqlite"]
+    location: str
+    schema: str = ""
+
+
+class IndexReader:
+    """Read-only lookups in the index from its own connection, without the lock.
+
+    What it finds may be stale by the time a batch takes the lock; `Batch.lookup` decides.
+    It is only ever behind, never ahead: a citizen in the index stays in it.
+    """
+
+    def __init__(self, source: IndexSource) -> None:
+        self.source = source
+        self._postgres: psycopg.Connection[TupleRow] | None = None
+        self._sqlite: sqlite3.Connection | None = None
+        if source.backend == "postgres":
+            self._postgres = psycopg.connect(source.location, autocommit=True)
+        else:
+            self._sqlite = sqlite3.connect(f"file:{source.location}?mode=ro", uri=True)
+
+    def lookup(self, ids: Sequence[UUID]) -> dict[UUID, IndexRow]:
+        if self._postgres is not None:
+            table = sql.Identifier(self.source.schema, BulkStore.index_table)
+            with self._postgres.cursor() as cursor:
+                return _postgres_lookup(cursor, table, ids)
+        assert self._sqlite is not None
+        return _sqlite_lookup(self._sqlite.cursor(), BulkStore.index_table, ids)
+
+    def close(self) -> None:
+        if self._postgres is not None:
+            self._postgres.close()
+        if self._sqlite is not None:
+            self._sqlite.close()
+
+
+def _postgres_lookup(
+    cursor: psycopg.Cursor[TupleRow], table: sql.Identifier, ids: Sequence[UUID]
+) -> dict[UUID, IndexRow]:
+    if not ids:
+        return {}
+    cursor.execute(
+        sql.SQL("SELECT {} FROM {} WHERE citizen_id = ANY(%s)").format(
+            sql.SQL(", ").join(map(sql.Identifier, _INDEX_COLUMNS)), table
+        ),
+        (list(ids),),
+    )
+    return {row.citizen_id: row for row in map(_index_row, cursor.fetchall())}
+
+
+def _sqlite_lookup(cursor: sqlite3.Cursor, table: str, ids: Sequence[UUID]) -> dict[UUID, IndexRow]:
+    found: dict[UUID, IndexRow] = {}
+    columns = ", ".join(_INDEX_COLUMNS)
+    for start in range(0, len(ids), 500):
+        chunk = [i.bytes for i in ids[start : start + 500]]
+        cursor.execute(
+            f"SELECT {columns} FROM {table} WHERE citizen_id IN ({','.join('?' * len(chunk))})",
+            chunk,
+        )
+        found.update((r.citizen_id, r) for r in map(_index_row, cursor.fetchall()))
+    return found
+
+
 # PostgreSQL
 
 
@@ -231,6 +303,14 @@ class PostgresBulkStore(BulkStore):
                 )
             )
 
+    def source(self) -> IndexSource:
+        params = self.recorder.datastore.pool.kwargs
+        assert isinstance(params, dict)
+        conninfo = make_conninfo(
+            "", **{k: params[k] for k in ("dbname", "host", "port", "user", "password")}
+        )
+        return IndexSource("postgres", conninfo, self.recorder.datastore.schema)
+
     @contextmanager
     def batch(self) -> Iterator[Batch]:
         if self._conn is None:
@@ -278,15 +358,7 @@ class _PostgresBatch(Batch):
         ]
 
     def lookup(self, ids: Sequence[UUID]) -> dict[UUID, IndexRow]:
-        if not ids:
-            return {}
-        self.cursor.execute(
-            sql.SQL("SELECT {} FROM {} WHERE citizen_id = ANY(%s)").format(
-                sql.SQL(", ").join(map(sql.Identifier, _INDEX_COLUMNS)), self.store.index
-            ),
-            (list(ids),),
-        )
-        return {row.citizen_id: row for row in map(_index_row, self.cursor.fetchall())}
+        return _postgres_lookup(self.cursor, self.store.index, ids)
 
     def upsert(self, rows: Sequence[IndexRow]) -> None:
         if not rows:
@@ -401,6 +473,9 @@ class SQLiteBulkStore(BulkStore):
             cursor.execute(f"INSERT OR IGNORE INTO {self.position_table} VALUES (1, 0)")
         yield
 
+    def source(self) -> IndexSource:
+        return IndexSource("sqlite", self.recorder.datastore.pool.db_name)
+
     @contextmanager
     def batch(self) -> Iterator[Batch]:
         with self.recorder.datastore.transaction(commit=True) as cursor:
@@ -444,17 +519,7 @@ class _SQLiteBatch(Batch):
         ]
 
     def lookup(self, ids: Sequence[UUID]) -> dict[UUID, IndexRow]:
-        found: dict[UUID, IndexRow] = {}
-        columns = ", ".join(_INDEX_COLUMNS)
-        for start in range(0, len(ids), 500):
-            chunk = [i.bytes for i in ids[start : start + 500]]
-            self.cursor.execute(
-                f"SELECT {columns} FROM {self.store.index_table}"
-                f" WHERE citizen_id IN ({','.join('?' * len(chunk))})",
-                chunk,
-            )
-            found.update((r.citizen_id, r) for r in map(_index_row, self.cursor.fetchall()))
-        return found
+        return _sqlite_lookup(self.cursor, self.store.index_table, ids)
 
     def upsert(self, rows: Sequence[IndexRow]) -> None:
         updates = ", ".join(f"{c} = excluded.{c}" for c in _INDEX_COLUMNS[1:])

@@ -47,10 +47,20 @@ from application.population import PopulationApp
 from domain.areas import AreaCode
 from domain.base import Actor, Clock, recording_clock, utc_now
 from domain.citizen import Citizen
-from domain.errors import DomainError, InvalidIdNumber, InvalidValue, UnknownArea
+from domain.errors import (
+    CitizenDeceased,
+    CitizenMoved,
+    DomainError,
+    InvalidIdNumber,
+    InvalidValue,
+    UnknownArea,
+)
 from domain.identity import Sex
+from domain.names import normalise_name
 from infrastructure.population.bulk import (
     BulkStore,
+    IndexReader,
+    IndexSource,
     NewCitizen,
     PostgresBulkStore,
     SQLiteBulkStore,
@@ -246,6 +256,7 @@ class RowBuilder:
         today: date,
         actor: Actor,
         clock: Clock,
+        index: IndexReader | None = None,
     ) -> None:
         self.ids = ids
         self.mapper = mapper
@@ -253,36 +264,65 @@ class RowBuilder:
         self.today = today
         self.actor = actor
         self.clock = clock
+        self.index = index
         self.timings: defaultdict[str, float] = defaultdict(float)
 
     def parse(self, chunk: Chunk, fmt: RegisterFormat, header: bytes) -> list[Parsed | Rejected]:
-        """Every row of the chunk, in line order."""
+        """Every row of the chunk, in line order.
+
+        Rows of citizens the index already knows are only hashed: whether they change
+        anything is decided under the lock, and a change is made by the aggregate.
+        """
         results: list[Parsed | Rejected] = list(chunk.rejected)
         if not chunk.data:
             return results
         offset = chunk.first_line - 2
         stream = io.BytesIO((header if fmt == "csv" else b"\n") + chunk.data)
-        parsing = 0.0
+        timings = self.timings
+        started = time.perf_counter()
+        entries: list[tuple[int, UUID, RegisterEntry]] = []
+        for line, row in read_rows(stream, fmt, today=self.today):
+            if isinstance(row, RowRejected):
+                results.append(Rejected(line + offset, row.reason_code.value, row.message))
+            else:
+                entries.append((line + offset, self.ids.citizen(row.id_number), row))
+        parsed = time.perf_counter()
+        timings["parse"] += parsed - started
+        known = self.index.lookup([e[1] for e in entries]) if self.index else {}
+        timings["index_read"] += time.perf_counter() - parsed
         with recording_clock(self.clock):
-            started = time.perf_counter()
-            for line, row in read_rows(stream, fmt, today=self.today):
-                parsing += time.perf_counter() - started
-                if isinstance(row, RowRejected):
-                    results.append(Rejected(line + offset, row.reason_code.value, row.message))
+            for line, citizen_id, entry in entries:
+                if citizen_id in known:
+                    results.append(self.hashed(line, citizen_id, entry))
                 else:
-                    results.append(self.build(line + offset, row))
-                started = time.perf_counter()
-        self.timings["parse"] += parsing
+                    results.append(self.build(line, citizen_id, entry))
         results.sort(key=lambda r: r.line)
         return results
+
+    def hashed(self, line: int, citizen_id: UUID, entry: RegisterEntry) -> Parsed:
+        """A known citizen's row, without events: its values as the aggregate stores them."""
+        started = time.perf_counter()
+        values = CitizenValues(
+            normalise_name(entry.full_name),
+            entry.date_of_birth,
+            entry.sex,
+            entry.residence,
+            entry.phone,
+            entry.deceased_on,
+        )
+        hashes = self.hasher.hashes(citizen_id, values)
+        self.timings["hash"] += time.perf_counter() - started
+        return Parsed(
+            line, citizen_id.bytes, hashes, entry.deceased_on is not None, (), values.texts()
+        )
 
     def take_timings(self) -> dict[str, float]:
         taken, self.timings = self.timings, defaultdict(float)
         return dict(taken)
 
-    def build(self, line: int, entry: RegisterEntry) -> Parsed | Rejected:
+    def build(self, line: int, citizen_id: UUID, entry: RegisterEntry) -> Parsed | Rejected:
+        """A new citizen's row, with its events made by the aggregate and encoded."""
         started = time.perf_counter()
-        citizen_id = self.ids.citizen(entry.id_number)
         try:
             citizen = Citizen.register(
                 citizen_id,
@@ -361,6 +401,7 @@ class _WorkerConfig:
     actor: Actor
     fmt: RegisterFormat
     header: bytes
+    index: IndexSource
 
 
 _worker: tuple[RowBuilder, _WorkerConfig] | None = None
@@ -370,9 +411,9 @@ def _start_worker(config: _WorkerConfig) -> None:
     global _worker
     ids = IdDeriver(config.id_key)
     app = PopulationApp(config.env, utc_now, ids)
-    builder = RowBuilder(
-        ids, app.mapper, FieldHasher(config.id_key), config.today, config.actor, utc_now
-    )
+    hasher = FieldHasher(config.id_key)
+    index = IndexReader(config.index)
+    builder = RowBuilder(ids, app.mapper, hasher, config.today, config.actor, utc_now, index)
     _worker = (builder, config)
 
 
@@ -495,18 +536,35 @@ class PopulationImport:
             return
         if reader.fmt is None:
             reader.fmt = "ndjson"
-        local = RowBuilder(
-            self.app.ids, self.app.mapper, self.hasher, self.today, self.actor, self.app.clock
-        )
-        yield local.parse(first, reader.fmt, reader.header)
-        self.summary.add_timings(local.take_timings())
-        if self.workers == 0:
-            for chunk in chunks:
-                yield local.parse(chunk, reader.fmt, reader.header)
-                self.summary.add_timings(local.take_timings())
-            return
+        source = self.store.source()
+        index = IndexReader(source)
+        try:
+            local = RowBuilder(
+                self.app.ids,
+                self.app.mapper,
+                self.hasher,
+                self.today,
+                self.actor,
+                self.app.clock,
+                index,
+            )
+            yield local.parse(first, reader.fmt, reader.header)
+            self.summary.add_timings(local.take_timings())
+            if self.workers == 0:
+                for chunk in chunks:
+                    yield local.parse(chunk, reader.fmt, reader.header)
+                    self.summary.add_timings(local.take_timings())
+                return
+        finally:
+            index.close()
         config = _WorkerConfig(
-            _worker_env(self.app), self.id_key, self.today, self.actor, reader.fmt, reader.header
+            _worker_env(self.app),
+            self.id_key,
+            self.today,
+            self.actor,
+            reader.fmt,
+            reader.header,
+            source,
         )
         with _pool(self.workers, config) as pool:
             for rows, timings in _windowed(pool, chunks, window=2 * self.workers + 2):
@@ -542,6 +600,8 @@ class PopulationImport:
             looked_up = time.perf_counter()
             for citizen_id, row in zip(ids, accepted, strict=True):
                 stored = known.get(citizen_id)
+                if stored is None and not row.events:
+                    raise RuntimeError(f"the index lost citizen {citizen_id} during the import")
                 if stored is None:
                     index = IndexRow(citizen_id, len(row.events), row.hashes)
                     new.append(NewCitizen(index, row.events))
@@ -597,8 +657,10 @@ class PopulationImport:
                     citizen.change_contact(values.phone, self.actor)
                 if DEATH in fields and values.died_on is not None:
                     citizen.record_death(values.died_on, self.actor, self.today)
-        except DomainError as error:
+        except (CitizenDeceased, CitizenMoved) as error:
             return Rejected(row.line, CONFLICTS_WITH_RECORD, error.message)
+        except DomainError as error:
+            return Rejected(row.line, _registration_reason(error).value, error.message)
         events = citizen.collect_events()
         if not events:
             return None
