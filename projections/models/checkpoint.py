@@ -1,0 +1,211 @@
+"""Checkpoint status: a timeline of ready-serialised documents, one per period of time.
+
+A citizen's stored value is ``<timeline>\\x1c<state>`` (see :mod:`.state`). The
+timeline holds the document a checkpoint is served in each period between the moments
+its facts change by themselves (a declaration's validity, protection 14 days after the
+last primary dose, the end of a recovery, a test growing older than the policy allows,
+a risk level taking effect)::
+
+    <t0>:<i>.<j>...;<t1>:<i>.<k>...\\x1d<fragment 0>\\x1e<fragment 1>...
+
+Period ``n`` starts at ``t<n>`` (microseconds since the epoch; the first is 0) and its
+document is ``{`` + its fragments joined by ``,`` + ``}``. Fragments shared by several
+periods are stored once. :func:`pick` serves the document of a moment by comparing
+integers and joining bytes: no JSON is parsed on the hot path.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, timedelta
+from typing import Any
+
+from domain.checkpoint_policy import Facts, Policy, decide
+from domain.clock import local_day
+from domain.mobility import OLDEST_TEST
+from domain.status import VaccinationStatus
+from domain.vaccines import Catalogue
+from projections.models.state import CitizenState, day_start_us, from_us
+
+TIMELINE_END = b"\x1c"
+_FRAGMENTS = b"\x1d"
+_FRAGMENT = b"\x1e"
+HOUR_US = 3_600_000_000
+OLDEST_TEST_US = OLDEST_TEST // timedelta(microseconds=1)
+
+RiskBook = Mapping[str, Sequence[tuple[int, int]]]
+"""Area code (province, or province.district) -> (effective from, level) periods, sorted."""
+
+
+def split_area(code: str) -> tuple[str, str | None]:
+    """(province, province.district or None) of an area code, wards dropped."""
+    parts = code.split(".")
+    return parts[0], f"{parts[0]}.{parts[1]}" if len(parts) > 1 else None
+
+
+def level_at(risk: RiskBook, area: str, at: int) -> int | None:
+    """The level in force: the district's own if it has one, else its province's."""
+    province, district = split_area(area)
+    for candidate in (district, province):
+        if candidate is None:
+            continue
+        current = None
+        for effective, level in risk.get(candidate, ()):
+            if effective <= at:
+                current = level
+        if current is not None:
+            return current
+    return None
+
+
+def risk_moments(risk: RiskBook, area: str) -> list[int]:
+    province, district = split_area(area)
+    areas = (province,) if district is None else (province, district)
+    return [effective for a in areas for effective, _ in risk.get(a, ())]
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _day(value: date | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _iso(micros: int) -> str:
+    return from_us(micros).isoformat().replace("+00:00", "Z")
+
+
+def _status_moments(state: CitizenState, catalogue: Catalogue) -> list[int]:
+    moments = [d.given_at for d in state.doses]
+    final = state.status_at(max([state.seen, *moments]), catalogue)
+    if final is not None:
+        if final.protected_from is not None:
+            moments.append(day_start_us(final.protected_from))
+        if final.recovered_until is not None:
+            moments.append(day_start_us(final.recovered_until + timedelta(days=1)))
+    return moments
+
+
+def _document(
+    state: CitizenState,
+    at: int,
+    status: VaccinationStatus | None,
+    risk: RiskBook,
+    policy: Policy,
+) -> list[str]:
+    """The fragments of the document in force at `at`."""
+    birth_year = int(state.date_of_birth[:4]) if state.date_of_birth else None
+    fragments = [f'"name":{_json(state.masked_name)},"birth_year":{_json(birth_year)}']
+    d = state.declaration
+    valid = d is not None and d.declared_at <= at < d.valid_until
+    level = None
+    if d is not None and valid:
+        level = level_at(risk, d.origin, at)
+        declaration = {
+            "id": d.declaration_id,
+            "origin": d.origin,
+            "origin_risk_level": level,
+            "destination": d.destination,
+            "travel_date": d.travel_date,
+            "valid_until": _iso(d.valid_until),
+            "symptoms": d.symptoms,
+            "contact_with_confirmed_case": d.contact,
+            "stayed_in_high_risk_area": d.stayed,
+        }
+        fragments.append(f'"declaration":{_json(declaration)}')
+    else:
+        fragments.append('"declaration":null')
+    vaccination = {
+        "status": status.status.value if status else "unvaccinated",
+        "doses": status.doses if status else 0,
+        "protected_from": _day(status.protected_from) if status else None,
+        "recovered_until": _day(status.recovered_until) if status else None,
+    }
+    fragments.append(f'"vaccination":{_json(vaccination)}')
+    t = state.test
+    test = {"kind": t.kind, "outcome": t.outcome, "sampled_at": _iso(t.sampled_at)} if t else None
+    fragments.append(f'"test":{_json(test)}')
+    recent_negative = (
+        t is not None
+        and t.outcome == "negative"
+        and t.sampled_at <= at < t.sampled_at + int(policy.negative_test_hours * HOUR_US)
+    )
+    facts = Facts(
+        has_declaration=valid,
+        symptoms=bool(d and d.symptoms),
+        contact_with_confirmed_case=bool(d and d.contact),
+        stayed_in_high_risk_area=bool(d and d.stayed),
+        positive_test=bool(
+            d and t and t.outcome == "positive" and t.sampled_at >= d.declared_at - OLDEST_TEST_US
+        ),
+        origin_level=level,
+        protected=status is not None and status.protected_on(local_day(from_us(at))),
+        recent_negative_test=recent_negative,
+    )
+    verdict, reasons = decide(policy, facts)
+    fragments.append(f'"verdict":"{verdict.value}","reasons":{_json(list(reasons))}')
+    return fragments
+
+
+def timeline(state: CitizenState, risk: RiskBook, policy: Policy, catalogue: Catalogue) -> bytes:
+    """The stored timeline of a citizen's checkpoint document; empty when there is none."""
+    if state.gone or state.masked_name is None:
+        return b""
+    moments = set(_status_moments(state, catalogue))
+    d = state.declaration
+    if d is not None:
+        moments |= {d.declared_at, d.valid_until, *risk_moments(risk, d.origin)}
+    if state.test is not None and state.test.outcome == "negative":
+        moments.add(state.test.sampled_at + int(policy.negative_test_hours * HOUR_US))
+    floor = max(state.seen, d.declared_at if d else 0)
+    starts = [floor, *sorted(m for m in moments if m > floor)]
+    periods: list[tuple[int, list[str]]] = []
+    for start in starts:
+        fragments = _document(state, start, state.status_at(start, catalogue), risk, policy)
+        if not periods or periods[-1][1] != fragments:
+            periods.append((0 if not periods else start, fragments))
+    return encode(periods)
+
+
+def encode(periods: Iterable[tuple[int, list[str]]]) -> bytes:
+    index: dict[str, int] = {}
+    header = []
+    for start, fragments in periods:
+        numbers = [index.setdefault(f, len(index)) for f in fragments]
+        header.append(f"{start}:{'.'.join(map(str, numbers))}")
+    body = _FRAGMENT.join(f.encode() for f in index)
+    return ";".join(header).encode() + _FRAGMENTS + body
+
+
+def pick(value: bytes, now: int) -> bytes | None:
+    """The document in force at `now` (microseconds) from a stored value; None if none."""
+    end = value.find(TIMELINE_END)
+    stored = value if end < 0 else value[:end]
+    if not stored:
+        return None
+    head, _, body = stored.partition(_FRAGMENTS)
+    chosen = b""
+    for period in head.split(b";"):
+        start, _, numbers = period.partition(b":")
+        if int(start) > now:
+            break
+        chosen = numbers
+    fragments = body.split(_FRAGMENT)
+    return b"{" + b",".join([fragments[int(i)] for i in chosen.split(b".")]) + b"}"
+
+
+def periods(value: bytes) -> list[tuple[int, dict[str, Any]]]:
+    """Every period of a stored value, decoded (for tests and tools, not the hot path)."""
+    stored = value.partition(TIMELINE_END)[0]
+    if not stored:
+        return []
+    head = stored.partition(_FRAGMENTS)[0]
+    out = []
+    for period in head.split(b";"):
+        start = int(period.partition(b":")[0])
+        document = pick(stored, start)
+        if document is not None:
+            out.append((start, json.loads(document)))
+    return out

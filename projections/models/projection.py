@@ -1,0 +1,401 @@
+"""The `citizens` projection: each citizen's state, and every read model derived from it.
+
+Logical keys (inside the engine's ``<ns>:{citizens.p<i>}:g<gen>:`` prefix)::
+
+    c:<pseudonym>       string  <checkpoint timeline>\\x1c<state>\\x1c<eligibility>
+    q:<3 hex digits>    hash    declaration id (16 bytes) -> pseudonym (16 bytes)
+    o:<province>        set     pseudonyms (16 bytes) whose declaration leaves from there
+    r                   hash    area risk aggregate id -> [area, [[from, level], ...]]
+    a:<area>            zset    arrivals (see :mod:`.arrivals`)
+    wf:<unit>, wd:<unit> zset   work lists (see :mod:`.worklists`)
+    sd:<day>, sp, sc:<day> hash statistics (see :mod:`.statistics`)
+
+Every event of a citizen loads that citizen's state, changes the part of its context,
+and rewrites what derives from it; sorted-set members and counters move by the
+difference between what the old and the new state give. A risk level change rewrites
+the citizens whose declaration leaves from the area's province (``o:``), and no others.
+
+Mobility and vaccination records name their person only in their first event; later
+events are attributed through :class:`Owners` (learnt from first events, falling back to
+the event store).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from application.ids import IdDeriver
+from domain.checkpoint_policy import DEFAULT_POLICY, Policy
+from domain.clock import local_day
+from domain.names import masked
+from domain.vaccines import CATALOGUE, Catalogue
+from projections.engine import DomainEvent, Projection, Read, ViewBatch, partition_for
+from projections.models import statistics
+from projections.models.arrivals import Entry, arrival_entries
+from projections.models.checkpoint import TIMELINE_END, RiskBook, split_area, timeline
+from projections.models.eligibility import eligibility
+from projections.models.state import (
+    CitizenState,
+    DeclarationState,
+    DoseState,
+    ScreeningState,
+    TestState,
+    us,
+)
+from projections.models.worklists import worklist_entries
+
+NAME = "citizens"
+RISK_KEY = "r"
+POPULATION = "vaxreg.population:Citizen."
+MOBILITY = "vaxreg.mobility:MobilityRecord."
+RISK = "vaxreg.mobility:AreaRisk."
+IMMUNIZATION = "vaxreg.immunization:VaccinationRecord."
+
+TOPICS = (
+    *(
+        POPULATION + name
+        for name in ("Registered", "ResidenceChanged", "RecordCorrected", "Died", "MovedTo")
+    ),
+    MOBILITY + "Opened",
+    MOBILITY + "HealthDeclared",
+    MOBILITY + "CheckpointChecked",
+    RISK + "Assessed",
+    RISK + "LevelChanged",
+    *(
+        IMMUNIZATION + name
+        for name in (
+            "Opened",
+            "Registered",
+            "Screened",
+            "DoseAdministered",
+            "DoseCorrected",
+            "DoseVoided",
+            "AdverseEventReported",
+            "RecoveryRecorded",
+            "MovedTo",
+            "HistoryReceived",
+        )
+    ),
+)
+
+
+def citizen_key(pseudonym: str) -> str:
+    return f"c:{pseudonym}"
+
+
+def declaration_bucket(declaration_id: UUID) -> str:
+    return f"q:{declaration_id.hex[:3]}"
+
+
+def split_value(value: bytes) -> tuple[bytes, bytes, bytes]:
+    """(timeline, state, eligibility) of a citizen's stored value."""
+    timeline_part, _, rest = value.partition(TIMELINE_END)
+    state_part, _, eligibility_part = rest.partition(TIMELINE_END)
+    return timeline_part, state_part, eligibility_part
+
+
+def risk_book(raw: Mapping[bytes, bytes]) -> dict[str, list[tuple[int, int]]]:
+    book: dict[str, list[tuple[int, int]]] = {}
+    for value in raw.values():
+        area, periods = json.loads(value)
+        book[area] = sorted((int(e), int(level)) for e, level in periods)
+    return book
+
+
+OwnerLookup = Callable[[str, UUID], str]
+"""(context, record id) -> the owner's pseudonym, read from the record's first event."""
+
+
+class Owners:
+    """Which citizen a mobility or vaccination record belongs to.
+
+    Learnt from records' first events as they pass; a record whose first event is not
+    remembered (evicted, or applied before this process started) is looked up once.
+    """
+
+    def __init__(self, lookup: OwnerLookup | None, capacity: int = 200_000) -> None:
+        self._lookup = lookup
+        self._capacity = capacity
+        self._known: OrderedDict[UUID, str] = OrderedDict()
+
+    def learn(self, record_id: UUID, pseudonym: str) -> None:
+        self._known[record_id] = pseudonym
+        self._known.move_to_end(record_id)
+        if len(self._known) > self._capacity:
+            self._known.popitem(last=False)
+
+    def owner(self, context: str, record_id: UUID) -> str:
+        found = self._known.get(record_id)
+        if found is None:
+            if self._lookup is None:
+                raise LookupError(f"the owner of record {record_id} is not known")
+            found = self._lookup(context, record_id)
+            self.learn(record_id, found)
+        return found
+
+
+@dataclass(frozen=True)
+class _Derived:
+    value: bytes
+    entries: set[Entry]
+    counts: statistics.Contribution
+
+
+class CitizenProjection(Projection):
+    name = NAME
+    contexts = ("population", "mobility", "immunization")
+    topics = TOPICS
+    version = 1
+
+    def __init__(
+        self,
+        ids: IdDeriver,
+        owners: Owners,
+        policy: Policy = DEFAULT_POLICY,
+        catalogue: Catalogue = CATALOGUE,
+    ) -> None:
+        self.ids = ids
+        self.owners = owners
+        self.policy = policy
+        self.catalogue = catalogue
+
+    # ------------------------------------------------------------------ engine hooks
+
+    def _topic(self, event: DomainEvent) -> str:
+        return str(getattr(event, "TOPIC", ""))
+
+    def _pseudonym(self, event: DomainEvent, context: str) -> str | None:
+        topic = self._topic(event)
+        if topic.startswith(POPULATION):
+            return str(event.originator_id.hex)
+        if topic.startswith((MOBILITY, IMMUNIZATION)):
+            if topic.endswith(".Opened"):
+                pseudonym = self.ids.pseudonym(getattr(event, "person"))  # noqa: B009
+                self.owners.learn(event.originator_id, pseudonym)
+                return pseudonym
+            return self.owners.owner(context, event.originator_id)
+        return None
+
+    def partition_of(self, event: DomainEvent) -> int:
+        """A citizen's partition; risk events would have to reach every partition, which
+        the engine's one-partition-per-event routing cannot do, so `partitions` stays 1."""
+        topic = self._topic(event)
+        context = "immunization" if topic.startswith(IMMUNIZATION) else "mobility"
+        pseudonym = self._pseudonym(event, context)
+        return partition_for(pseudonym, self.partitions) if pseudonym else 0
+
+    def prefetch(self, event: DomainEvent, context: str) -> Iterable[Read]:
+        reads: list[Read] = [("hgetall", RISK_KEY)]
+        pseudonym = self._pseudonym(event, context)
+        if pseudonym is not None:
+            reads.append(("get", citizen_key(pseudonym)))
+        return reads
+
+    def handle(self, event: DomainEvent, context: str, view: ViewBatch) -> None:
+        topic = self._topic(event)
+        if topic.startswith(RISK):
+            self._risk_changed(event, topic, view)
+            return
+        pseudonym = self._pseudonym(event, context)
+        if pseudonym is None:
+            return
+        risk = risk_book(view.hgetall(RISK_KEY))
+        stored = view.get(citizen_key(pseudonym))
+        state = CitizenState.decode(split_value(stored)[1] if stored else None)
+        before = self._derive(pseudonym, state, risk)
+        origin_before = state.declaration.origin if state.declaration else None
+        self._apply(topic, event, state, view, pseudonym)
+        state.seen = max(state.seen, us(getattr(event, "timestamp")))  # noqa: B009
+        after = self._derive(pseudonym, state, risk)
+        self._write(view, pseudonym, before, after)
+        origin_after = state.declaration.origin if state.declaration else None
+        if origin_before != origin_after:
+            raw = bytes.fromhex(pseudonym)
+            if origin_before is not None:
+                view.srem(f"o:{split_area(origin_before)[0]}", raw)
+            if origin_after is not None:
+                view.sadd(f"o:{split_area(origin_after)[0]}", raw)
+
+    # ------------------------------------------------------------------- derivation
+
+    def _derive(self, pseudonym: str, state: CitizenState, risk: RiskBook) -> _Derived:
+        value = b""
+        if state.masked_name is not None or state.has_vaccination_record or state.declaration:
+            value = (
+                timeline(state, risk, self.policy, self.catalogue)
+                + TIMELINE_END
+                + state.encode()
+                + TIMELINE_END
+                + eligibility(state, self.catalogue)
+            )
+        entries = arrival_entries(pseudonym, state, risk, self.policy) | worklist_entries(
+            pseudonym, state, self.catalogue
+        )
+        return _Derived(value, entries, statistics.contribution(state, self.catalogue))
+
+    def _write(self, view: ViewBatch, pseudonym: str, before: _Derived, after: _Derived) -> None:
+        key = citizen_key(pseudonym)
+        if after.value != before.value:
+            if after.value:
+                view.set(key, after.value)
+            else:
+                view.delete(key)
+        for k, member, _ in before.entries - after.entries:
+            if not any(k == k2 and member == m2 for k2, m2, _ in after.entries):
+                view.zrem(k, member)
+        for k, member, score in after.entries - before.entries:
+            view.zadd(k, member, score)
+        for (k, field), amount in statistics.difference(before.counts, after.counts).items():
+            view.hincrby(k, field, amount)
+
+    # ---------------------------------------------------------------------- events
+
+    def _apply(
+        self, topic: str, event: DomainEvent, state: CitizenState, view: ViewBatch, pseudonym: str
+    ) -> None:
+        kind = topic.rpartition(".")[2]
+        e: Any = event
+        if topic.startswith(POPULATION):
+            if kind == "Registered":
+                state.masked_name = masked(e.full_name)
+                state.date_of_birth = e.date_of_birth.isoformat()
+                state.residence = str(e.residence)
+            elif kind == "RecordCorrected":
+                if e.full_name:
+                    state.masked_name = masked(e.full_name)
+                if e.date_of_birth:
+                    state.date_of_birth = e.date_of_birth.isoformat()
+            elif kind == "ResidenceChanged":
+                state.residence = str(e.residence)
+            elif kind in ("Died", "MovedTo"):
+                state.gone = True
+        elif topic.startswith(MOBILITY):
+            if kind == "HealthDeclared":
+                self._declared(e.declaration, state, view, pseudonym)
+            elif kind == "CheckpointChecked":
+                check = e.check
+                day = local_day(check.checked_at)
+                view.hincrby(f"sc:{day}", f"{check.checkpoint}|{check.verdict.value}", 1)
+        else:
+            self._vaccination(kind, e, state)
+
+    def _declared(self, d: Any, state: CitizenState, view: ViewBatch, pseudonym: str) -> None:
+        trip = d.trip
+        view.hincrby(f"sc:{local_day(d.declared_at)}", f"{trip.checkpoint or '-'}|declared", 1)
+        if d.test is not None and (
+            state.test is None or us(d.test.sampled_at) >= state.test.sampled_at
+        ):
+            state.test = TestState(d.test.kind.value, d.test.outcome.value, us(d.test.sampled_at))
+        previous = state.declaration
+        if previous is not None and previous.declared_at > us(d.declared_at):
+            return
+        if previous is not None:
+            old = UUID(hex=previous.declaration_id)
+            view.hdel(declaration_bucket(old), old.bytes)
+        state.declaration = DeclarationState(
+            d.declaration_id.hex,
+            str(trip.origin),
+            str(trip.destination),
+            trip.travel_date.isoformat(),
+            us(d.declared_at),
+            us(d.valid_until),
+            [s.value for s in d.symptoms],
+            d.contact_with_confirmed_case,
+            d.stayed_in_high_risk_area,
+            trip.checkpoint,
+        )
+        view.hset(
+            declaration_bucket(d.declaration_id), d.declaration_id.bytes, bytes.fromhex(pseudonym)
+        )
+
+    def _vaccination(self, kind: str, e: Any, state: CitizenState) -> None:
+        if kind == "Registered":
+            state.registered = (e.unit, us(e.timestamp))
+        elif kind == "Screened":
+            s = e.screening
+            if state.screening is None or us(s.screened_at) >= state.screening.screened_at:
+                until = s.postponed_until.isoformat() if s.postponed_until else None
+                state.screening = ScreeningState(s.outcome.value, us(s.screened_at), s.unit, until)
+        elif kind == "DoseAdministered":
+            state.doses.append(_dose(e.dose))
+        elif kind == "DoseCorrected":
+            short = e.dose.dose_id.hex[:8]
+            state.doses = [
+                _dose(e.dose, d.severe) if d.dose_id == short else d for d in state.doses
+            ]
+        elif kind == "DoseVoided":
+            short = e.dose_id.hex[:8]
+            state.doses = [d for d in state.doses if d.dose_id != short]
+        elif kind == "AdverseEventReported":
+            if e.report.severity.value == "severe":
+                short = e.report.dose_id.hex[:8]
+                for d in state.doses:
+                    if d.dose_id == short:
+                        d.severe = True
+        elif kind == "RecoveryRecorded":
+            day = e.positive_test_on.isoformat()
+            state.recovered_on = max(day, state.recovered_on or day)
+        elif kind == "MovedTo":
+            state.record_moved = True
+        elif kind == "HistoryReceived":
+            known = {d.dose_id for d in state.doses}
+            severe = {a.dose_id.hex[:8] for a in e.adverse_events if a.severity.value == "severe"}
+            for dose in e.doses:
+                kept = _dose(dose, dose.dose_id.hex[:8] in severe)
+                if kept.dose_id not in known:
+                    state.doses.append(kept)
+            for s in e.screenings:
+                self._vaccination("Screened", _Screened(s), state)
+            if e.recovered_on is not None:
+                day = e.recovered_on.isoformat()
+                state.recovered_on = max(day, state.recovered_on or day)
+
+    def _risk_changed(self, event: DomainEvent, topic: str, view: ViewBatch) -> None:
+        e: Any = event
+        raw = view.hgetall(RISK_KEY)
+        field = event.originator_id.hex.encode()
+        if topic.endswith(".Assessed"):
+            area, periods = str(e.area), []
+        elif field in raw:
+            area, periods = json.loads(raw[field])
+        else:
+            return
+        before = risk_book(raw)
+        periods = [*periods, [us(e.effective_from), e.level.value]]
+        view.hset(RISK_KEY, field, json.dumps([area, periods], separators=(",", ":")))
+        after = risk_book(view.hgetall(RISK_KEY))
+        travellers = sorted(view.smembers(f"o:{split_area(area)[0]}"))
+        keys = [citizen_key(p.hex()) for p in travellers]
+        view.preload([("get", k) for k in keys])
+        for pseudonym, key in zip((p.hex() for p in travellers), keys, strict=True):
+            stored = view.get(key)
+            if not stored:
+                continue
+            state = CitizenState.decode(split_value(stored)[1])
+            self._write(
+                view,
+                pseudonym,
+                self._derive(pseudonym, state, before),
+                self._derive(pseudonym, state, after),
+            )
+
+
+@dataclass(frozen=True)
+class _Screened:
+    screening: Any
+
+
+def _dose(dose: Any, severe: bool = False) -> DoseState:
+    return DoseState(
+        dose.dose_id.hex[:8],
+        dose.product,
+        us(dose.given_at),
+        dose.kind.value == "booster",
+        dose.unit,
+        severe,
+    )
