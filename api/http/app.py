@@ -21,6 +21,7 @@ from eventsourcing.persistence import InterfaceError, OperationalError
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from api.http import hotpath
 from api.http.metrics import LagSource, Metrics, MetricsRegistry
 from api.http.problems import (
     STORE_RETRY_AFTER_SECONDS,
@@ -30,7 +31,7 @@ from api.http.problems import (
     problem_for_exception,
 )
 from api.http.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
-from api.http.routers import ROUTERS, health
+from api.http.routers import ROUTERS, health, queries
 from api.http.routers.events import EventFeed
 from api.http.security import (
     MemoryRevocationList,
@@ -40,6 +41,7 @@ from api.http.security import (
 )
 from infrastructure.bootstrap import Registry, bootstrap
 from infrastructure.settings import load_settings
+from projections.runtime import ProjectionRuntime
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +92,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if read_models is not None:
+            read_models.start()
         yield
+        if read_models is not None:
+            read_models.close()
         if close_on_shutdown:
             registry.close()
             if redis_client is not None:
@@ -124,6 +130,8 @@ def create_app(
 
     for router in (*ROUTERS, health.router):
         app.include_router(router)
+    app.include_router(queries.router)
+    hotpath.install(app)
 
     async def store_unavailable(request: Request, exc: Exception) -> Response:
         logger.warning("event store unavailable: %s", type(exc).__qualname__)
@@ -142,4 +150,11 @@ def create_app(
 
 def app_from_environment() -> FastAPI:
     """The app of ``vaxreg serve``: settings from the environment, one registry per worker."""
-    return create_app(bootstrap(load_settings()), close_on_shutdown=True)
+    registry = bootstrap(load_settings())
+    runtime = ProjectionRuntime.from_registry(registry)
+    return create_app(
+        registry,
+        read_models=runtime.read_models,
+        lag_source=runtime.lag_seconds,
+        close_on_shutdown=True,
+    )

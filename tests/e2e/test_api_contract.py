@@ -21,6 +21,8 @@ from tests.support.registry import ADMIN, LAN, MovableClock, build_registry, reg
 ALL = frozenset(Role)
 ADMIN_ONLY = frozenset({Role.ADMIN})
 STAFF = frozenset({Role.MEDICAL_STAFF})
+OVERSIGHT = frozenset({Role.ADMIN, Role.AUDITOR})
+CHECKPOINT_READERS = frozenset({Role.CHECKPOINT_OFFICER, Role.AUDITOR, Role.ADMIN})
 LAN_ID = str(LAN.person)
 DOSE = "7b0e3c55-7f5e-4a8a-9d8c-5a8c2c1b9e01"
 
@@ -46,11 +48,28 @@ MATRIX: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/v1/lots/{product}/{lot_number}/recall"): ADMIN_ONLY,
     ("GET", "/v1/events"): frozenset({Role.INTEGRATOR, Role.AUDITOR}),
     ("GET", "/v1/events/stream"): frozenset({Role.INTEGRATOR, Role.AUDITOR}),
+    ("GET", "/v1/checkpoint/{id_number}"): CHECKPOINT_READERS,
+    ("GET", "/v1/checkpoint/by-token/{qr_token}"): CHECKPOINT_READERS,
+    ("GET", "/v1/citizens/{id_number}/eligibility"): frozenset(
+        {Role.CITIZEN, Role.MEDICAL_STAFF, Role.AUDITOR, Role.ADMIN}
+    ),
+    ("GET", "/v1/statistics/doses"): OVERSIGHT,
+    ("GET", "/v1/statistics/coverage"): OVERSIGHT,
+    ("GET", "/v1/statistics/checkpoints"): OVERSIGHT,
+    ("GET", "/v1/arrivals/{area}"): OVERSIGHT,
+    ("GET", "/v1/worklists/{unit}"): frozenset({Role.MEDICAL_STAFF, Role.ADMIN, Role.AUDITOR}),
 }
 """Roles allowed on each endpoint; every other role gets a 403."""
 
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
-PARAMS = {"{id_number}": LAN_ID, "{dose_id}": DOSE, "{product}": "comirnaty", "{lot_number}": "PF1"}
+PARAMS = {
+    "{id_number}": LAN_ID,
+    "{dose_id}": DOSE,
+    "{product}": "comirnaty",
+    "{lot_number}": "PF1",
+    "{unit}": "79-HCM-001",
+    "{area}": "001",
+}
 
 
 def token(issuer: TokenIssuer, role: Role) -> str:
