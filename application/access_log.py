@@ -39,6 +39,7 @@ from uuid import UUID
 from eventsourcing.application import Application
 from eventsourcing.domain import DomainEvent
 from eventsourcing.persistence import IntegrityError, JSONTranscoder
+from eventsourcing.utils import register_topic
 
 from application.transcoding import register_transcodings
 from domain.base import Actor
@@ -78,6 +79,10 @@ class ReadsRecorded(DomainEvent):
 
 class AccessLogFull(RuntimeError):
     """The recorder is closing, or holds `max_pending` entries it could not yet store."""
+
+
+for _event_class in (SubjectRead, ReadsRecorded):
+    register_topic(_event_class.TOPIC, _event_class)
 
 
 @dataclass(frozen=True)
