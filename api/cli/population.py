@@ -22,6 +22,7 @@ from infrastructure.population.importer import (
     PopulationImport,
     Rejected,
     open_extract,
+    rebuild_index,
 )
 from infrastructure.population.progress import ProgressBar
 from infrastructure.population.rows import write_csv, write_ndjson
@@ -145,3 +146,15 @@ def import_extract(
 def _file_size(stream: BinaryIO) -> int | None:
     info = os.fstat(stream.fileno())
     return info.st_size if stat.S_ISREG(info.st_mode) else None
+
+
+@population_app.command("rebuild-index")
+def rebuild_import_index() -> None:
+    """Derive the import's change-detection index again from the population events."""
+    settings = load_settings()
+    registry = bootstrap(settings)
+    try:
+        events = rebuild_index(registry.population, settings.id_key)
+    finally:
+        registry.close()
+    typer.echo(f"import index rebuilt from {events} events")

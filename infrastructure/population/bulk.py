@@ -330,7 +330,7 @@ class _PostgresBatch(Batch):
         self.cursor.execute(
             sql.SQL("SET LOCAL lock_timeout = '{}s'").format(sql.Literal(LOCK_TIMEOUT_S))
         )
-        self.cursor.execute(self.store.recorder.lock_table_statements[-1])
+        self.cursor.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(self.store.events))
         return self.catch_up_all()
 
     def position(self) -> int:

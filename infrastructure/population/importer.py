@@ -671,6 +671,13 @@ class PopulationImport:
         return [self.app.mapper.to_stored_event(e) for e in events], index
 
 
+def rebuild_index(app: PopulationApp, id_key: bytes) -> int:
+    """Derive the import index again from the events; returns the number of events read."""
+    store = _bulk_store(app, FieldHasher(id_key))
+    with store.open():
+        return store.rebuild()
+
+
 def _bulk_store(app: PopulationApp, hasher: FieldHasher) -> BulkStore:
     recorder = app.recorder
     if isinstance(recorder, PostgresApplicationRecorder):

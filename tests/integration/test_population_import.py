@@ -33,7 +33,12 @@ from domain.identity import NationalId
 from infrastructure.bootstrap import Registry
 from infrastructure.population.bulk import PostgresBulkStore, SQLiteBulkStore
 from infrastructure.population.generator import generate_register, injected_errors
-from infrastructure.population.importer import ImportSummary, PopulationImport, Rejected
+from infrastructure.population.importer import (
+    ImportSummary,
+    PopulationImport,
+    Rejected,
+    rebuild_index,
+)
 from infrastructure.population.index import CITIZEN_TOPICS, FieldHasher, IndexRow
 from infrastructure.population.rows import (
     Reason,
@@ -309,11 +314,7 @@ def test_the_index_follows_other_writers_and_rebuilds_from_the_events(store: Reg
     assert topics_after(store, head) == [(store.population.ids.citizen(person), "ResidenceChanged")]
     assert str(store.population.citizen(person).residence) == rows[3]["residence"]
     kept = index_rows(store)
-    hasher = FieldHasher(store.settings.id_key)
-    bulk = _bulk_store(store, hasher)
-    with bulk.open():
-        folded = bulk.rebuild()
-    assert folded == store.population.head()
+    assert rebuild_index(store.population, store.settings.id_key) == store.population.head()
     assert index_rows(store) == kept
     assert len(kept) == 30
 
