@@ -1,0 +1,181 @@
+"""Properties of the read models over random histories made through the application.
+
+Incrementally built read models equal a rebuild from scratch, key by key (counters at 0
+count as absent: an incremental build may move a count away from a key a rebuild never
+touches), and redelivered events change nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from application.commands import Request
+from application.immunization import IdentityAtSite
+from application.mobility import HealthStatement
+from application.population import CitizenDetails
+from domain.areas import AreaCode
+from domain.doses import DoseKind, ScreeningOutcome
+from domain.errors import DomainError
+from domain.identity import NationalId, Sex
+from domain.mobility import Symptom, Transport, Trip
+from domain.risk import RiskLevel
+from infrastructure.bootstrap import Registry
+from projections.engine import DecodedBatch, Outcome, apply_batch, load_state
+from projections.models.projection import NAME
+from projections.runtime import ProjectionRuntime
+from projections.stores import MemoryStore, SnapshotValue
+from tests.support.registry import (
+    ADMIN,
+    NURSE,
+    OFFICER,
+    MovableClock,
+    build_registry,
+    dose,
+    registry_settings,
+)
+
+PEOPLE = [
+    CitizenDetails(
+        NationalId("079190123456"),
+        "Nguyễn Thị Lan",
+        date(1990, 5, 1),
+        Sex.FEMALE,
+        AreaCode.parse("079.760"),
+    ),
+    CitizenDetails(
+        NationalId("001085004321"), "Trần Văn Minh", date(1985, 11, 20), Sex.MALE, AreaCode("001")
+    ),
+    CitizenDetails(
+        NationalId("048301007777"), "Lê Thị Hoa", date(2001, 2, 14), Sex.FEMALE, AreaCode("048")
+    ),
+]
+AREAS = ["079", "079.760", "001", "048"]
+NURSE_REQUEST = Request(NURSE)
+
+
+def at_site(person: CitizenDetails) -> IdentityAtSite:
+    return IdentityAtSite(person.person, person.full_name, person.date_of_birth)
+
+
+def run(registry: Registry, clock: MovableClock, step: tuple[Any, ...]) -> None:
+    kind, who, n = step
+    person = PEOPLE[who]
+    if kind == "advance":
+        clock.advance(hours=n * 7)
+    elif kind == "declare":
+        trip = Trip(
+            AreaCode.parse(AREAS[n]),
+            AreaCode.parse(AREAS[(n + 1) % 4]),
+            clock.now.date(),
+            Transport.BUS,
+            checkpoint=f"CP-{n % 2}",
+        )
+        health = HealthStatement(symptoms=(Symptom.FEVER,) if n == 3 else ())
+        registry.mobility.declare_health(Request(OFFICER), person.person, trip, health)
+    elif kind == "risk":
+        level = RiskLevel(n % 4 + 1)
+        effective = clock.now + timedelta(hours=n * 5)
+        registry.mobility.assess_risk(ADMIN, AreaCode.parse(AREAS[n]), level, effective, "r")
+    elif kind == "register":
+        registry.immunization.register_for_vaccination(NURSE_REQUEST, at_site(person), None)
+    elif kind == "screen":
+        registry.immunization.screen(NURSE_REQUEST, person.person, ScreeningOutcome.ELIGIBLE)
+    elif kind == "dose":
+        given = clock.now - timedelta(days=n)
+        booster = DoseKind.BOOSTER if n == 3 else DoseKind.PRIMARY
+        registry.immunization.record_dose(
+            NURSE_REQUEST, at_site(person), dose("comirnaty", "PF1", given, booster, "test")
+        )
+    elif kind in ("correct", "void"):
+        record = registry.immunization.vaccination_record(person.person)
+        if record is None or not record.valid_doses:
+            return
+        target: UUID = record.valid_doses[n % len(record.valid_doses)].dose_id
+        if kind == "void":
+            registry.immunization.void_dose(NURSE_REQUEST, person.person, target, "wrong person")
+        else:
+            fixed = dose("spikevax", "MD1", clock.now - timedelta(days=n + 1), override_reason="x")
+            registry.immunization.correct_dose(NURSE_REQUEST, person.person, target, "typo", fixed)
+    elif kind == "move":
+        registry.population.change_residence(ADMIN, person.person, AreaCode.parse(AREAS[n]))
+
+
+STEPS = st.lists(
+    st.tuples(
+        st.sampled_from(
+            [
+                "advance",
+                "declare",
+                "risk",
+                "register",
+                "screen",
+                "dose",
+                "dose",
+                "correct",
+                "void",
+                "move",
+            ]
+        ),
+        st.integers(0, 2),
+        st.integers(0, 3),
+    ),
+    min_size=1,
+    max_size=14,
+)
+
+
+def normalised(snapshot: dict[str, SnapshotValue]) -> dict[str, SnapshotValue]:
+    out: dict[str, SnapshotValue] = {}
+    for key, value in snapshot.items():
+        if isinstance(value, dict):
+            value = {f: v for f, v in value.items() if v != b"0"}
+            if not value:
+                continue
+        out[key] = value
+    return out
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@given(steps=STEPS)
+def test_incremental_read_models_equal_a_rebuild_and_ignore_redelivery(
+    steps: list[tuple[Any, ...]],
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        clock = MovableClock()
+        registry = build_registry(registry_settings(Path(tmp)), clock)
+        try:
+            for person in PEOPLE:
+                registry.population.register_citizen(ADMIN, person)
+            for product, lot in (("comirnaty", "PF1"), ("spikevax", "MD1")):
+                registry.immunization.register_lot(ADMIN, product, lot, date(2030, 1, 1))
+            live = ProjectionRuntime.from_registry(registry)
+            live.catch_up()
+            for step in steps:
+                with contextlib.suppress(DomainError):
+                    run(registry, clock, step)
+                live.catch_up()
+            incremental = live.store.snapshot(NAME)
+            fresh = ProjectionRuntime(registry, MemoryStore())
+            fresh.catch_up()
+            assert normalised(incremental) == normalised(fresh.store.snapshot(NAME))
+            assert any(key.startswith("p0:c:") for key in incremental)
+
+            projection = live.projections[0]
+            state = load_state(live.store, projection)
+            assert state is not None
+            for context, app in registry.apps.items():
+                notifications = app.recorder.select_notifications(start=1, limit=10_000)
+                batch = DecodedBatch(app.mapper, notifications)
+                outcome = apply_batch(live.store, projection, state, context, 0, batch)
+                assert outcome is Outcome.NOTHING_NEW
+            assert live.store.snapshot(NAME) == incremental
+        finally:
+            registry.close()
