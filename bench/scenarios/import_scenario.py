@@ -125,6 +125,7 @@ def _result(
             "citizens": size,
             "seconds": round(seconds, 2),
             "peak_rss_mb": round(rss_mb, 1),
+            "longest_lock_s": summary["longest_lock_seconds"],
             "workers": WORKERS,
             "created": summary["created"],
             "unchanged": summary["unchanged"],

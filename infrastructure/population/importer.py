@@ -147,6 +147,8 @@ class ImportSummary:
     events: int = 0
     seconds: float = 0.0
     rejected_by_reason: Counter[str] = field(default_factory=Counter)
+    longest_lock_seconds: float = 0.0
+    """The longest time one batch held the event table's write lock."""
     timings: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     """Seconds per stage. Parsing stages (`parse`, `build_events`, `encode`, `hash`) are
     summed over every process doing them; the others are the importing process's."""
@@ -164,6 +166,7 @@ class ImportSummary:
             "rejected": self.rejected,
             "events": self.events,
             "seconds": round(self.seconds, 3),
+            "longest_lock_seconds": round(self.longest_lock_seconds, 3),
             "rows_per_second": round(self.rows / self.seconds, 1) if self.seconds else None,
             "rejected_by_reason": dict(sorted(self.rejected_by_reason.items())),
             "timings": {k: round(v, 3) for k, v in sorted(self.timings.items())},
@@ -622,7 +625,9 @@ class PopulationImport:
         timings["index_lookup"] += looked_up - locked
         timings["classify_and_change"] += classified - looked_up
         timings["copy_events_and_index"] += written - classified
-        timings["commit"] += time.perf_counter() - written
+        committed = time.perf_counter()
+        timings["commit"] += committed - written
+        summary.longest_lock_seconds = max(summary.longest_lock_seconds, committed - started)
         summary.created += len(new)
         summary.updated += len(changed_rows)
         summary.unchanged += unchanged
