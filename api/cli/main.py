@@ -10,6 +10,8 @@ import typer
 
 from api.cli.bench import bench_app
 from api.cli.population import population_app
+from api.cli.projector import lag, projector, rebuild
+from api.cli.reliability import faults, soak
 from api.cli.server import serve, token
 from application.audit import History
 from domain.errors import DomainError
@@ -23,7 +25,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("serve")(serve)
+app.command("projector")(projector)
+app.command("rebuild")(rebuild)
+app.command("lag")(lag)
 app.command("token")(token)
+app.command("faults")(faults)
+app.command("soak")(soak)
 app.add_typer(population_app, name="population")
 app.add_typer(bench_app, name="bench")
 
