@@ -17,13 +17,16 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from api.http.security import Role, TokenIssuer
 from application.commands import Request
 from bench.harness import BenchContext
 from bench.servers import Server
+
+if TYPE_CHECKING:
+    from projections.runtime import ProjectionRuntime
 from domain.base import Actor
 from domain.dose_rules import DoseContext
 from domain.doses import Dose, DoseKind, InjectionSite
@@ -213,3 +216,65 @@ def vaccinate_in_bulk(
             records.append(record)
         app.save(*records)
     return events
+
+
+@dataclass
+class ReadModelSet:
+    """The project's projections over a stack, in a Redis namespace of the run."""
+
+    stack: Stack
+    runtime: ProjectionRuntime
+
+    def contexts(self) -> list[str]:
+        return sorted({c for p in self.runtime.projections for c in p.contexts})
+
+    def reached(self, context: str) -> int:
+        """The lowest position of `context` over the projections that follow it."""
+        from projections.engine import positions
+
+        reached = [
+            (positions(self.runtime.store, p) or {}).get(context, 0)
+            for p in self.runtime.projections
+            if context in p.contexts
+        ]
+        return min(reached, default=0)
+
+    def heads(self) -> dict[str, int]:
+        return {c: self.stack.registry.apps[c].head() for c in self.contexts()}
+
+    def wait_caught_up(self, timeout_s: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while any(self.reached(c) < head for c, head in self.heads().items()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"read models did not catch up within {timeout_s}s")
+            time.sleep(0.01)
+
+    def rebuild_all(self) -> tuple[int, float]:
+        """Rebuilds every projection; returns the events replayed and the seconds taken."""
+        heads = self.heads()
+        events = sum(heads[c] for p in self.runtime.projections for c in p.contexts)
+        started = time.perf_counter()
+        self.runtime.rebuild()
+        return events, time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def read_models(stack: Stack, *, projector: bool) -> Iterator[ReadModelSet]:
+    """The read models under a namespace of this run and stack; with `projector`, their
+    worker follows the store in threads of this process until the block ends.
+
+    The runtime is imported here, so scenarios without read models run whatever its state.
+    """
+    from projections.runtime import ProjectionRuntime
+
+    runtime = ProjectionRuntime.from_registry(
+        stack.registry, namespace=stack.ctx.redis_key(f"rm-{stack.dbname}")
+    )
+    models = ReadModelSet(stack, runtime)
+    if projector:
+        runtime.start()
+    try:
+        yield models
+    finally:
+        if projector:
+            runtime.stop()

@@ -5,6 +5,7 @@ stored doses, lag from observed positions. No timing is asserted.
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from datetime import date
 
@@ -13,7 +14,7 @@ import pytest
 from bench.loadgen import LoadResult, Response
 from bench.results import LatencyRecorder, SeriesPoint
 from bench.scenarios import _fixtures as fx
-from bench.scenarios import doses
+from bench.scenarios import doses, lag, rebuild
 
 
 def citizen(i: int) -> fx.Citizen:
@@ -144,3 +145,60 @@ def test_verify_flags_missing_duplicated_and_unanswered_doses() -> None:
     report = doses.verify(accepted, Counter({"a": 1, "b": 2, "x": 1}))
     assert not report["ok"]
     assert (report["missing"], report["stored_twice"], report["stored_without_201"]) == (1, 1, 1)
+
+
+def samples(*rows: tuple[float, int, int]) -> list[lag.Sample]:
+    return [lag.Sample(t, head, reached) for t, head, reached in rows]
+
+
+def test_first_times_finds_when_a_position_was_first_reached() -> None:
+    seen = samples((0.0, 1, 0), (0.1, 5, 2), (0.2, 4, 5), (0.3, 9, 9))
+    assert lag.first_times(seen, "head", [1, 3, 5, 9, 10]) == [0.0, 0.1, 0.1, 0.3, math.inf]
+    assert lag.first_times(seen, "reached", [2, 5, 6]) == [0.1, 0.2, 0.3]
+
+
+def test_command_lags_run_from_commit_to_visible() -> None:
+    seen = samples((1.0, 3, 0), (1.01, 3, 3), (1.02, 7, 3), (1.05, 7, 7))
+    lags = lag.command_lags(seen, [3, 7, 7, 8])
+    assert [c.position for c in lags] == [3, 7]
+    assert [round(c.lag_ms) for c in lags] == [10, 30]
+
+
+def test_timeline_keeps_the_worst_lag_per_bucket() -> None:
+    lags = [lag.CommandLag(1, 10.0, 5.0), lag.CommandLag(2, 10.1, 9.0), lag.CommandLag(3, 10.3, 1)]
+    assert lag.timeline(lags, 10.0, 0.25) == [
+        {"t_s": 0.0, "lag_ms": 9.0},
+        {"t_s": 0.25, "lag_ms": 1.0},
+    ]
+
+
+def test_events_behind_never_goes_negative() -> None:
+    recorder = lag.behind(samples((0, 10, 4), (1, 10, 10), (2, 3, 5)))
+    assert recorder.count == 3
+    assert recorder.max_ms == 6
+
+
+def test_position_number_reads_only_the_given_context() -> None:
+    assert lag.position_number("immunization:42", "immunization") == 42
+    assert lag.position_number("population:42", "immunization") is None
+    assert lag.position_number("garbage", "immunization") is None
+
+
+def test_positions_hook_keeps_the_positions_of_created_answers() -> None:
+    positions = lag.Positions()
+    positions.hook(Response(0, 201, b'{"position":"immunization:7","result":{}}', 0, 0, 0))
+    positions.hook(Response(1, 422, b'{"code":"x"}', 0, 0, 0))
+    assert positions.positions == [7]
+
+
+def test_lag_requests_rotate_tokens_and_lots() -> None:
+    make = lag.requests("r", [citizen(i) for i in range(4)], ["t0", "t1"], ["L0", "L1"])
+    third = make(2)
+    assert third.headers["Authorization"] == "Bearer t0"
+    assert json.loads(third.body)["lot"] == "L0"
+    assert make(3).headers["Idempotency-Key"] == "r-3"
+
+
+def test_rebuild_sizes() -> None:
+    assert rebuild.sizes(quick=True) == (10_000,)
+    assert rebuild.sizes(quick=False) == (10_000, 100_000)
