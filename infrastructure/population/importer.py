@@ -2,10 +2,11 @@
 
 The extract is read in chunks of lines. Each chunk is parsed, checked by the `Citizen`
 aggregate and encoded by the application's mapper, either in this process or in worker
-processes (`workers`). Rows then go in batches of `batch_size` through `bulk`: one
-transaction per batch under the event table's write lock, in which the import index is
-brought up to date, each row is classified against it, and the events and index rows are
-written together.
+processes (`workers`); rows of citizens the import index already knows are only hashed,
+as their events (if any) can only be decided under the lock. Rows then go in batches of
+`batch_size` through `bulk`: one transaction per batch under the event table's write
+lock, in which the import index is brought up to date, each row is classified against
+it, and the events and index rows are written together.
 
 - A new citizen becomes `Registered` (and `Died` when the row gives a death date).
 - A known citizen whose row differs becomes the matching change events, made by the
@@ -124,7 +125,7 @@ class Parsed(NamedTuple):
     hashes: Hashes
     states_death: bool
     events: tuple[tuple[int, str, bytes], ...]
-    """The new citizen's events as (version, topic, state)."""
+    """The new citizen's events as (version, topic, state); none for a known citizen."""
     values: tuple[str, str, str, str, str, str]
     """The stored form of the row's fields (`CitizenValues.texts`)."""
 
@@ -472,7 +473,7 @@ Reporter = Callable[[ImportSummary, ExtractReader], None]
 
 
 class PopulationImport:
-    """One import run into `app`'s event store (PostgreSQL or SQLite)."""
+    """One import run into `app`'s event store (PostgreSQL or SQLite); `run` it once."""
 
     def __init__(
         self,
@@ -661,7 +662,10 @@ class PopulationImport:
                 if PHONE in fields:
                     citizen.change_contact(values.phone, self.actor)
                 if DEATH in fields and values.died_on is not None:
-                    citizen.record_death(values.died_on, self.actor, self.today)
+                    try:
+                        citizen.record_death(values.died_on, self.actor, self.today)
+                    except InvalidValue as error:
+                        return Rejected(row.line, Reason.BAD_DATE.value, error.message)
         except (CitizenDeceased, CitizenMoved) as error:
             return Rejected(row.line, CONFLICTS_WITH_RECORD, error.message)
         except DomainError as error:
