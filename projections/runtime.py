@@ -70,6 +70,10 @@ class ProjectionRuntime:
         self.worker = ProjectionWorker(registry.apps, self.projections, store, **worker_options)
         self.embedded = embedded
         self.sync_read_models = SyncReadModels(store, self.projections, self.worker)
+        if async_client is None and isinstance(store, RedisStore):
+            kwargs = store.client.connection_pool.connection_kwargs
+            wanted = ("host", "port", "db", "username", "password")
+            async_client = redis.asyncio.Redis(**{k: kwargs[k] for k in wanted if k in kwargs})
         self.read_models = ReadModels(
             store,
             self.projections,
