@@ -224,6 +224,7 @@ class ReadModelSet:
 
     stack: Stack
     runtime: ProjectionRuntime
+    namespace: str
 
     def contexts(self) -> list[str]:
         return sorted({c for p in self.runtime.projections for c in p.contexts})
@@ -267,10 +268,9 @@ def read_models(stack: Stack, *, projector: bool) -> Iterator[ReadModelSet]:
     """
     from projections.runtime import ProjectionRuntime
 
-    runtime = ProjectionRuntime.from_registry(
-        stack.registry, namespace=stack.ctx.redis_key(f"rm-{stack.dbname}")
-    )
-    models = ReadModelSet(stack, runtime)
+    namespace = stack.ctx.redis_key(f"rm-{stack.dbname}")
+    runtime = ProjectionRuntime.from_registry(stack.registry, namespace=namespace)
+    models = ReadModelSet(stack, runtime, namespace)
     if projector:
         runtime.start()
     try:

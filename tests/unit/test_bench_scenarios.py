@@ -14,7 +14,7 @@ import pytest
 from bench.loadgen import LoadResult, Response
 from bench.results import LatencyRecorder, SeriesPoint
 from bench.scenarios import _fixtures as fx
-from bench.scenarios import doses, lag, rebuild
+from bench.scenarios import checkpoint, doses, lag, rebuild
 
 
 def citizen(i: int) -> fx.Citizen:
@@ -202,3 +202,11 @@ def test_lag_requests_rotate_tokens_and_lots() -> None:
 def test_rebuild_sizes() -> None:
     assert rebuild.sizes(quick=True) == (10_000,)
     assert rebuild.sizes(quick=False) == (10_000, 100_000)
+
+
+def test_lookup_paths_draw_population_members() -> None:
+    people = [citizen(i) for i in range(5)]
+    paths = checkpoint.lookup_paths(people, 50, seed=1)
+    assert len(paths) == 50
+    assert {p.removeprefix("/v1/checkpoint/") for p in paths} <= {c.id_number for c in people}
+    assert paths == checkpoint.lookup_paths(people, 50, seed=1)

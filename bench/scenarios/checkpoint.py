@@ -1,0 +1,122 @@
+"""`checkpoint`: lookups of random citizens through the running API, beside the bare
+ASGI endpoint serving one Redis GET.
+
+The population goes in through the importer and the read models are built from its
+events by the real projections (a catch-up in this process) into a namespace of the
+run; the API then serves them with 2 workers and wrk drives `GET /v1/checkpoint/{id}`
+over 64 connections with a checkpoint officer's token. `bench_app` is the API exactly
+as `app_from_environment` builds it, except that the read models' namespace comes from
+`NAMESPACE_ENV` so the run does not read or write the shared `vaxreg` keys.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import urllib.request
+
+from fastapi import FastAPI
+
+from api.http.app import create_app
+from api.http.security import Role
+from bench.harness import BenchContext, scenario
+from bench.loadgen import run_http_load
+from bench.results import Result
+from bench.scenarios import _fixtures as fx
+from infrastructure.bootstrap import bootstrap
+from infrastructure.settings import load_settings
+
+NAMESPACE_ENV = "VAXREG_BENCH_NAMESPACE"
+CHECKPOINT = "HN-CP-07"
+GOAL_RATIO = 0.75
+GOAL_P99_FACTOR = 2.0
+PATHS = 20_000
+
+
+def bench_app() -> FastAPI:
+    """`app_from_environment` with the read models under `$VAXREG_BENCH_NAMESPACE`."""
+    from projections.runtime import ProjectionRuntime
+
+    registry = bootstrap(load_settings())
+    runtime = ProjectionRuntime.from_registry(registry, os.environ[NAMESPACE_ENV])
+    return create_app(
+        registry,
+        read_models=runtime.read_models,
+        lag_source=runtime.lag_seconds,
+        close_on_shutdown=True,
+    )
+
+
+def lookup_paths(citizens: list[fx.Citizen], count: int, seed: int) -> list[str]:
+    """`count` lookup paths of citizens drawn at random (with repeats)."""
+    rng = random.Random(seed)
+    return [f"/v1/checkpoint/{rng.choice(citizens).id_number}" for _ in range(count)]
+
+
+def fetch(url: str, token: str) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return int(response.status), bytes(response.read())
+
+
+@scenario("checkpoint", "GET /v1/checkpoint/{id} of random citizens beside ASGI + Redis GET")
+def checkpoint(ctx: BenchContext) -> Result:
+    ceiling = ctx.ceiling("asgi_redis_get")
+    population = ctx.size(100_000, 5_000)
+    duration = ctx.seconds(10, 3)
+    with fx.stack(ctx) as stack:
+        entries = fx.register_entries(population, seed=23)
+        fx.import_population(stack, entries)
+        citizens = [fx.Citizen(e.id_number.value, e.full_name, e.date_of_birth) for e in entries]
+        with fx.read_models(stack, projector=False) as models:
+            models.runtime.catch_up()
+            namespace = models.namespace
+        token = stack.issuer.mint(Role.CHECKPOINT_OFFICER, "bench-officer", checkpoint=CHECKPOINT)
+        paths = lookup_paths(citizens, min(PATHS, 4 * population), seed=ctx.size(1, 2))
+        with ctx.server(
+            "bench.scenarios.checkpoint:bench_app",
+            factory=True,
+            workers=2,
+            env={**stack.env, NAMESPACE_ENV: namespace},
+            ready_path="/healthz",
+            ready_timeout_s=60,
+        ) as server:
+            status, document = fetch(server.url + paths[0], token)
+            if status != 200:
+                raise RuntimeError(f"a checkpoint lookup answered {status}: {document[:200]!r}")
+            headers = {"Authorization": f"Bearer {token}"}
+            run_http_load(server.url, duration_s=1, paths=paths, headers=headers)
+            load = run_http_load(server.url, duration_s=duration, paths=paths, headers=headers)
+    p99_factor = (
+        load.p99_ms / ceiling.p99_ms if load.p99_ms is not None and ceiling.p99_ms else None
+    )
+    result = Result(
+        "checkpoint",
+        load.throughput,
+        "req/s",
+        ceiling=ceiling.value,
+        ceiling_unit="req/s (raw ASGI + one Redis GET)",
+        p50_ms=load.p50_ms,
+        p95_ms=load.p95_ms,
+        p99_ms=load.p99_ms,
+        goal=f">= {GOAL_RATIO} of the ceiling, p99 within {GOAL_P99_FACTOR:g}x of its p99",
+        details={
+            "p99_factor": p99_factor,
+            "ceiling_p99_ms": ceiling.p99_ms,
+            "errors": load.errors,
+            "population": population,
+            "document_bytes": len(document),
+            "ceiling_value_bytes": ceiling.details.get("value_bytes"),
+            "connections": 64,
+            "workers": 2,
+            "load": load.summary(),
+        },
+    )
+    if not ctx.quick:
+        result.met = (
+            load.errors == 0
+            and (result.ratio or 0.0) >= GOAL_RATIO
+            and p99_factor is not None
+            and p99_factor <= GOAL_P99_FACTOR
+        )
+    return result
