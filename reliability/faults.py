@@ -6,18 +6,23 @@ declarations (and read histories) while Redis is restarted empty and PostgreSQL 
 restarted cleanly and after a crash. Every command carries an idempotency key and a
 marker of its own (the dose's vaccinator, the declaration's vehicle plate); a client
 retries on 503, timeouts and refused connections with the same key and body until the
-command is answered. Afterwards the event store is read directly: every acknowledged
+command is answered. The projector runs as a process of its own and is killed with
+SIGKILL and restarted. Afterwards the event store is read directly: every acknowledged
 command must be there exactly once, with the id it was answered with, and no command
-twice. Every 503 must carry ``Retry-After``; no 500 and no request left hanging.
-
-Read models are not compared here: no projector runs in this tree yet.
+twice; once the projector has caught up, the read models must equal a fresh rebuild
+into another namespace, key by key. Every 503 must carry ``Retry-After``; no 500 and no
+request left hanging.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -40,6 +45,8 @@ from infrastructure.bootstrap import Registry, bootstrap, migrate
 from infrastructure.population.generator import generate_register
 from infrastructure.population.rows import RegisterEntry, RowRejected, parse_row
 from infrastructure.settings import load_settings
+from projections.engine import positions
+from projections.runtime import ProjectionRuntime
 from reliability import APP_FACTORY
 
 SECRET_KEY = "fault1:reliability-run-secret-0123456789"
@@ -48,8 +55,13 @@ UNIT = "79-HCM-001"
 CHECKPOINT = "HN-CP-07"
 CLIENT_TIMEOUT_SECONDS = 15.0
 RESOLVE_GRACE_SECONDS = 90.0
+CATCH_UP_SECONDS = 120.0
+POOL_SIZE = 2
+"""Per Application and process: with the default 5 (and 10 overflow), the two workers'
+four contexts and the projector can ask for more than PostgreSQL's 100 connections."""
 MAX_RETRY_SLEEP_SECONDS = 1.0
 SEEDER = Request(Actor("fault-seeder", "admin"))
+READS = frozenset({"history", "lookup"})
 
 
 def _servers() -> Any:
@@ -69,6 +81,7 @@ class Stack:
     postgres: Any = None
     redis: Any = None
     api: Server | None = None
+    projector: subprocess.Popen[bytes] | None = None
     database_url: str = ""
 
     @property
@@ -79,6 +92,7 @@ class Stack:
             "VAXREG_SECRET_KEY": SECRET_KEY,
             "VAXREG_ID_KEY": ID_KEY,
             "VAXREG_DATA_DIR": str(self.directory / "var"),
+            "VAXREG_POSTGRES_POOL_SIZE": str(POOL_SIZE),
         }
         if self.encryption_key:
             env["VAXREG_ENCRYPTION_KEY"] = self.encryption_key
@@ -98,7 +112,34 @@ class Stack:
             open_access_log(registry, create_tables=True).close()
         finally:
             registry.close()
+        self.start_projector()
         self.start_api()
+
+    def start_projector(self) -> None:
+        with (self.directory / "projector.log").open("ab") as log:
+            self.projector = subprocess.Popen(
+                [sys.executable, "-c", "import reliability; reliability.run_projector()"],
+                env={**os.environ, **self.env},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def kill_projector(self) -> None:
+        if self.projector is not None:
+            self.projector.send_signal(signal.SIGKILL)
+            self.projector.wait()
+            self.projector = None
+
+    def stop_projector(self) -> None:
+        if self.projector is not None:
+            self.projector.terminate()
+            try:
+                self.projector.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill_projector()
+            self.projector = None
 
     def start_api(self) -> None:
         self.api = start_server(
@@ -119,6 +160,7 @@ class Stack:
     def close(self) -> None:
         if self.api is not None:
             self.api.stop()
+        self.stop_projector()
         for server in (self.redis, self.postgres):
             if server is not None:
                 server.close()
@@ -193,12 +235,20 @@ class Resolution:
 
 
 class Workload:
-    """Builds commands: doses by medical staff, declarations by officers, history reads."""
+    """Builds commands and reads: doses by medical staff, declarations and checkpoint
+    lookups by officers, history reads by auditors (fractions `lookups` and `reads`)."""
 
-    def __init__(self, stack: Stack, people: list[RegisterEntry], reads: float = 0.1) -> None:
+    def __init__(
+        self,
+        stack: Stack,
+        people: list[RegisterEntry],
+        reads: float = 0.05,
+        lookups: float = 0.1,
+    ) -> None:
         issuer = stack.issuer()
         self.people = people
         self.reads = reads
+        self.lookups = lookups
         self.staff = _bearer(issuer.mint(Role.MEDICAL_STAFF, "staff-load", unit=UNIT))
         self.officer = _bearer(
             issuer.mint(Role.CHECKPOINT_OFFICER, "officer-load", checkpoint=CHECKPOINT)
@@ -212,11 +262,14 @@ class Workload:
         marker = f"L{self.run_id}{self.count}"
         person = rng.choice(self.people)
         roll = rng.random()
-        if roll < self.reads:
+        if roll < self.lookups:
+            path = f"/v1/checkpoint/{person.id_number}"
+            return Command("lookup", marker, path, {}, self.officer)
+        if roll < self.lookups + self.reads:
             path = f"/v1/citizens/{person.id_number}/history"
             return Command("history", marker, path, {}, self.auditor)
         key = {"Idempotency-Key": marker}
-        if roll < self.reads + (1 - self.reads) / 2:
+        if roll < self.lookups + self.reads + (1 - self.lookups - self.reads) / 2:
             given = datetime.now(UTC) - timedelta(minutes=rng.randrange(1, 600_000))
             body = {
                 "id_number": str(person.id_number),
@@ -253,7 +306,7 @@ async def resolve(
     while time.monotonic() < give_up_at:
         sent = time.monotonic()
         try:
-            if command.kind == "history":
+            if command.kind in READS:
                 response = await client.get(command.path, headers=command.headers)
             else:
                 response = await client.post(
@@ -277,7 +330,7 @@ async def resolve(
             await asyncio.sleep(min(wait, MAX_RETRY_SLEEP_SECONDS) * random.uniform(0.5, 1.0))
             continue
         resolution.status = status
-        if 200 <= status < 300 and command.kind != "history":
+        if 200 <= status < 300 and command.kind not in READS:
             resolution.answer = response.json()["result"]
         return resolution
     return resolution
@@ -296,6 +349,7 @@ Fault = tuple[str, Callable[[], None], Callable[[], None]]
 def faults_of(stack: Stack) -> list[Fault]:
     """Each fault as (name, take down, bring back)."""
     return [
+        ("projector killed (SIGKILL) and restarted", stack.kill_projector, stack.start_projector),
         ("redis restarted empty", stack.redis.stop, stack.redis.start),
         ("postgresql restarted (fast shutdown)", stack.postgres.stop, stack.postgres.start),
         ("postgresql crashed (immediate) and restarted", stack.postgres.kill, stack.postgres.start),
@@ -391,12 +445,63 @@ def count_store(stack: Stack) -> Found:
 
 
 @dataclass
+class ModelCheck:
+    caught_up_seconds: float | None
+    keys: int = 0
+    missing: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+    different: list[str] = field(default_factory=list)
+
+
+def compare_read_models(stack: Stack) -> ModelCheck:
+    """Wait for the projector to reach the store's heads, then compare every read model
+    with a rebuild from the event store into a fresh namespace, key by key."""
+    registry = stack.registry()
+    try:
+        live = ProjectionRuntime.from_registry(registry)
+        heads = registry.heads()
+        started = time.monotonic()
+        caught_up: float | None = None
+        while time.monotonic() - started < CATCH_UP_SECONDS:
+            reached = [positions(live.store, p) for p in live.projections]
+            if all(
+                r is not None and all(r.get(c, 0) >= heads[c] for c in p.contexts)
+                for r, p in zip(reached, live.projections, strict=True)
+            ):
+                caught_up = time.monotonic() - started
+                break
+            time.sleep(0.5)
+        if caught_up is None:
+            return ModelCheck(None)
+        fresh = ProjectionRuntime.from_registry(registry, f"verify{uuid.uuid4().hex[:8]}")
+        fresh.rebuild()
+        check = ModelCheck(caught_up)
+        for projection in live.projections:
+            ours = live.store.snapshot(projection.name)
+            theirs = fresh.store.snapshot(projection.name)
+            check.keys += len(theirs)
+            check.missing += sorted(set(theirs) - set(ours))
+            check.extra += sorted(set(ours) - set(theirs))
+            check.different += sorted(k for k in set(ours) & set(theirs) if ours[k] != theirs[k])
+        return check
+    finally:
+        registry.close()
+
+
+def _times(attempts: list[Attempt]) -> str:
+    """When the first and last of `attempts` were answered, in seconds into the run."""
+    answered = sorted(a.at + a.latency for a in attempts)
+    return f"{answered[0]:.1f}s-{answered[-1]:.1f}s"
+
+
+@dataclass
 class FaultReport:
     seconds: float
     clients: int
     injections: list[Injection]
     resolutions: list[Resolution]
     found: Found
+    models: ModelCheck
     lines: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -413,7 +518,7 @@ class FaultReport:
         lost: list[str] = []
         wrong_id: list[str] = []
         for r in self.resolutions:
-            if not r.acknowledged or r.command.kind == "history" or r.answer is None:
+            if not r.acknowledged or r.command.kind in READS or r.answer is None:
                 continue
             counts, ids, key = (
                 (self.found.doses, self.found.dose_ids, "dose_id")
@@ -461,6 +566,25 @@ class FaultReport:
             f"history reads answered: {len(histories)}, in the access log: "
             f"{self.found.history_reads_logged}",
         ]
+        models = self.models
+        if models.caught_up_seconds is None:
+            self.lines.append(
+                f"read models: the projector did not catch up in {CATCH_UP_SECONDS} s"
+            )
+            self.problems.append("the projector did not catch up")
+        else:
+            self.lines.append(
+                f"read models: caught up {models.caught_up_seconds:.1f} s after the load; "
+                f"{models.keys} keys of a fresh rebuild compared: {len(models.missing)} missing, "
+                f"{len(models.extra)} extra, {len(models.different)} different"
+            )
+            for name, keys in (
+                ("missing", models.missing),
+                ("extra", models.extra),
+                ("different", models.different),
+            ):
+                if keys:
+                    self.problems.append(f"read model keys {name}: {keys[:5]}")
         if lost:
             self.problems.append(f"acknowledged commands missing from the store: {lost[:10]}")
         if wrong_id:
@@ -480,18 +604,31 @@ class FaultReport:
         stray = [a for a in attempts if a.status == 503 and not self._in_outage(a.at + a.latency)]
         if stray:
             self.problems.append(
-                f"{len(stray)} 503s outside any outage, at "
-                f"{', '.join(f'{a.at + a.latency:.1f}s' for a in stray[:5])}: {stray[0].detail}"
+                f"{len(stray)} 503s outside any outage, at {_times(stray)}: {stray[0].detail}"
             )
         if self.found.history_reads_logged < len(histories):
             self.problems.append("answered history reads missing from the access log")
-        unexpected = {
-            s: n
-            for s, n in statuses.items()
-            if s not in {"200", "201", "503", "timeout", "refused"}
-        }
+        missing_views = [
+            a
+            for r in self.resolutions
+            if r.command.kind == "lookup"
+            for a in r.attempts
+            if a.status == 404
+        ]
+        if missing_views:
+            self.problems.append(
+                f"{len(missing_views)} checkpoint lookups of registered citizens answered 404, "
+                f"at {_times(missing_views)} (read models lost or not yet rebuilt)"
+            )
+        unexpected = Counter(
+            str(a.status)
+            for r in self.resolutions
+            for a in r.attempts
+            if str(a.status) not in {"200", "201", "503", "timeout", "refused"}
+            and not (r.command.kind == "lookup" and a.status == 404)
+        )
         if unexpected:
-            self.problems.append(f"unexpected statuses: {unexpected}")
+            self.problems.append(f"unexpected statuses: {dict(unexpected)}")
 
     def _in_outage(self, at: float) -> bool:
         return any(i.down_at <= at <= i.up_at + 15 for i in self.injections)
@@ -521,7 +658,8 @@ def run_faults(
             drive(stack, workload, clients, seconds, faults_of(stack), down_seconds)
         )
         found = count_store(stack)
-    report = FaultReport(seconds, clients, injections, resolutions, found)
+        models = compare_read_models(stack)
+    report = FaultReport(seconds, clients, injections, resolutions, found, models)
     report.check()
     out(report.summary())
     return report

@@ -60,9 +60,11 @@ class Watched:
 
 WATCHED: Mapping[str, Watched] = {
     "/v1/citizens/{id_number}/history": Watched("history"),
+    "/v1/citizens/{id_number}/eligibility": Watched("eligibility"),
+    "/v1/checkpoint/{id_number}": Watched("checkpoint_lookup", before_answer=False),
 }
-"""Path templates of the reads of personal data; the checkpoint and eligibility lookups
-are added here when their routes exist (``Watched("checkpoint_lookup", False)``)."""
+"""Path templates of the reads of personal data. A lookup by QR token names no person in
+its path: its route records it with `AccessRecorder.submit` once it knows whose it is."""
 
 
 def reader_of(claims: Mapping[str, Any], ids: IdDeriver) -> Actor:
