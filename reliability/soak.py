@@ -1,16 +1,18 @@
 """Soak: a mixed load for minutes, watching for 5xx, growing memory and latency.
 
 The API (two workers) runs against a throwaway PostgreSQL and Redis, as in the fault
-run but with no faults. Clients mostly read (citizens' histories as auditors) and
-sometimes record doses and declarations. The resident memory of the uvicorn master and
-of each of its child processes is sampled throughout; memory is called flat when the
-median of the last third of the samples is within 10% (or 20 MB) of the median of the
-first third after the first minute.
+run but with no faults. Clients mostly look travellers up at a checkpoint, sometimes
+read histories and record doses and declarations. The resident memory of the uvicorn
+master, each of its child processes and the projector is sampled throughout, and the
+projection lag from ``/metrics``; memory is called flat when the median of the last
+third of the samples is within 10% (or 20 MB) of the median of the first third after the
+first minute, and lag is bounded when it never exceeds `MAX_LAG_SECONDS`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import statistics
 import time
@@ -35,6 +37,8 @@ SAMPLE_SECONDS = 10.0
 WARMUP_SECONDS = 60.0
 FLAT_RATIO = 0.10
 FLAT_BYTES = 20 * 1024 * 1024
+MAX_LAG_SECONDS = 5.0
+LAG_METRIC = "vaxreg_projection_lag_seconds"
 
 
 def rss_bytes(pid: int) -> int | None:
@@ -59,6 +63,7 @@ def children(pid: int) -> list[int]:
 @dataclass
 class Samples:
     by_process: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
+    lag: list[tuple[float, float]] = field(default_factory=list)
 
     def take(self, at: float, processes: dict[str, int]) -> None:
         for name, pid in processes.items():
@@ -77,16 +82,38 @@ class Samples:
         return grown <= max(FLAT_RATIO * early, FLAT_BYTES), early / 2**20, late / 2**20
 
 
-async def _sample(pid: int, samples: Samples, started: float, deadline: float) -> None:
+def lag_of(metrics: str) -> float:
+    """The largest projection lag in a ``/metrics`` text."""
+    values = [
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith(LAG_METRIC)
+    ]
+    return max(values, default=0.0)
+
+
+async def _sample(
+    client: httpx.AsyncClient,
+    processes: Callable[[], dict[str, int]],
+    samples: Samples,
+    started: float,
+    deadline: float,
+) -> None:
     while time.monotonic() < deadline:
-        processes = {"api master": pid}
-        processes |= {f"api child {n}": c for n, c in enumerate(sorted(children(pid)), 1)}
-        samples.take(time.monotonic() - started, processes)
+        at = time.monotonic() - started
+        samples.take(at, processes())
+        with contextlib.suppress(httpx.HTTPError):
+            samples.lag.append((at, lag_of((await client.get("/metrics")).text)))
         await asyncio.sleep(SAMPLE_SECONDS)
 
 
 async def _load(
-    url: str, workload: Workload, clients: int, seconds: float, samples: Samples, pid: int
+    url: str,
+    workload: Workload,
+    clients: int,
+    seconds: float,
+    samples: Samples,
+    processes: Callable[[], dict[str, int]],
 ) -> list[Resolution]:
     started = time.monotonic()
     deadline = started + seconds
@@ -102,7 +129,7 @@ async def _load(
                 command = workload.next(rng)
                 resolutions.append(await resolve(client, command, deadline + 30, started))
 
-        sampler = asyncio.create_task(_sample(pid, samples, started, deadline))
+        sampler = asyncio.create_task(_sample(client, processes, samples, started, deadline))
         await asyncio.gather(*(one_client(n) for n in range(clients)))
         await sampler
     return resolutions
@@ -162,7 +189,17 @@ def summarize(
             problems.append(f"{name} memory grew from {early:.0f} MB to {late:.0f} MB")
     histories = sum(1 for r in resolutions if r.command.kind == "history" and r.acknowledged)
     lines.append(f"history reads answered {histories}, in the access log {logged}")
-    lines.append("projection lag: no projector in this tree yet, not measured")
+    lags = [lag for _, lag in samples.lag]
+    worst = max(lags, default=0.0)
+    lines.append(
+        f"projection lag: {len(lags)} samples, median {statistics.median(lags or [0.0]):.2f} s,"
+        f" max {worst:.2f} s"
+    )
+    if worst > MAX_LAG_SECONDS:
+        problems.append(f"projection lag reached {worst:.1f} s (bound {MAX_LAG_SECONDS} s)")
+    not_found = statuses["404"]
+    if not_found:
+        problems.append(f"{not_found} lookups of registered citizens answered 404")
     if logged < histories:
         problems.append("answered history reads missing from the access log")
     return SoakReport(minutes, lines, problems)
@@ -174,17 +211,27 @@ def run_soak(
     minutes: float = 10.0,
     clients: int = 8,
     citizens: int = 2000,
-    reads: float = 0.8,
+    reads: float = 0.05,
+    lookups: float = 0.8,
     out: Callable[[str], None] = print,
 ) -> SoakReport:
     with running_stack(directory) as stack:
         assert stack.api is not None
         people = seed(stack, citizens)
         out(f"seeded {len(people)} citizens; soaking {minutes:g} min with {clients} clients")
-        workload = Workload(stack, people, reads=reads)
+        workload = Workload(stack, people, reads=reads, lookups=lookups)
         samples = Samples()
+        pid = stack.api.process.pid
+
+        def processes() -> dict[str, int]:
+            found = {"api master": pid}
+            found |= {f"api child {n}": c for n, c in enumerate(sorted(children(pid)), 1)}
+            if stack.projector is not None:
+                found["projector"] = stack.projector.pid
+            return found
+
         resolutions = asyncio.run(
-            _load(stack.api.url, workload, clients, minutes * 60, samples, stack.api.process.pid)
+            _load(stack.api.url, workload, clients, minutes * 60, samples, processes)
         )
         found = count_store(stack)
     report = summarize(minutes, clients, resolutions, samples, found.history_reads_logged)
