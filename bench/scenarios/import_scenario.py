@@ -60,7 +60,11 @@ def _tree_rss_bytes(pid: int) -> int:
 
 
 def _run_import(env: dict[str, str], extract: Path) -> tuple[dict[str, Any], float, float]:
-    """The summary, wall seconds and peak RSS (MB) of one `vaxreg population import`."""
+    """The summary, wall seconds and peak RSS (MB) of one `vaxreg population import`.
+
+    The summary gets the 1-minute load average at the start and the end, since other
+    work on the machine shows in every stage's time.
+    """
     command = [
         sys.executable,
         "-c",
@@ -74,6 +78,7 @@ def _run_import(env: dict[str, str], extract: Path) -> tuple[dict[str, Any], flo
         "--rejects",
         str(extract.with_suffix(".rejects.ndjson")),
     ]
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     peak = 0
@@ -92,7 +97,9 @@ def _run_import(env: dict[str, str], extract: Path) -> tuple[dict[str, Any], flo
     sampler.join()
     if process.returncode != 0:
         raise RuntimeError(f"the import failed ({process.returncode}): {err.decode()[-2000:]}")
-    return json.loads(out), seconds, peak / 2**20
+    summary: dict[str, Any] = json.loads(out)
+    summary["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    return summary, seconds, peak / 2**20
 
 
 def _breakdown(timings: dict[str, float]) -> dict[str, float]:
@@ -126,6 +133,7 @@ def _result(
             "seconds": round(seconds, 2),
             "peak_rss_mb": round(rss_mb, 1),
             "longest_lock_s": summary["longest_lock_seconds"],
+            "load_average_1m": summary["load_average"],
             "workers": WORKERS,
             "created": summary["created"],
             "unchanged": summary["unchanged"],
