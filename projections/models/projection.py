@@ -202,15 +202,16 @@ class CitizenProjection(Projection):
             self._risk_changed(event, topic, view)
             return
         pseudonym = self._pseudonym(event, context)
-        if pseudonym is None:
+        if pseudonym is None or topic.endswith(".Opened"):
             return
         risk = risk_book(view.hgetall(RISK_KEY))
         stored = view.get(citizen_key(pseudonym))
         state = CitizenState.decode(split_value(stored)[1] if stored else None)
-        before = self._derive(pseudonym, state, risk)
+        before = self._derive(pseudonym, state, risk, stored or b"")
         origin_before = state.declaration.origin if state.declaration else None
         self._apply(topic, event, state, view, pseudonym)
         state.seen = max(state.seen, us(getattr(event, "timestamp")))  # noqa: B009
+        state.changed()
         after = self._derive(pseudonym, state, risk)
         self._write(view, pseudonym, before, after)
         origin_after = state.declaration.origin if state.declaration else None
@@ -223,9 +224,14 @@ class CitizenProjection(Projection):
 
     # ------------------------------------------------------------------- derivation
 
-    def _derive(self, pseudonym: str, state: CitizenState, risk: RiskBook) -> _Derived:
-        value = b""
-        if state.masked_name is not None or state.has_vaccination_record or state.declaration:
+    def _derive(
+        self, pseudonym: str, state: CitizenState, risk: RiskBook, stored: bytes | None = None
+    ) -> _Derived:
+        """What `state` gives; `stored` is the value already written for it, when known."""
+        value = b"" if stored is None else stored
+        if stored is None and (
+            state.masked_name is not None or state.has_vaccination_record or state.declaration
+        ):
             value = (
                 timeline(state, risk, self.policy, self.catalogue)
                 + TIMELINE_END
@@ -380,7 +386,7 @@ class CitizenProjection(Projection):
             self._write(
                 view,
                 pseudonym,
-                self._derive(pseudonym, state, before),
+                self._derive(pseudonym, state, before, stored),
                 self._derive(pseudonym, state, after),
             )
 

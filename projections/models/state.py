@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from domain.clock import VIETNAM
+from domain.clock import VIETNAM, local_day
 from domain.doses import AdverseEvent, Dose, DoseKind, InjectionSite, Screening, ScreeningOutcome
 from domain.doses import Severity as DoseSeverity
 from domain.status import VaccinationStatus, vaccination_status
@@ -125,6 +125,9 @@ class CitizenState:
     record_moved: bool = False
     seen: int = 0
     """The latest event time applied, over every context."""
+    _statuses: dict[tuple[int, bool, date], VaccinationStatus] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def encode(self) -> bytes:
         out: dict[str, Any] = {}
@@ -190,7 +193,19 @@ class CitizenState:
         dob = self.dob
         if dob is None:
             return None
-        return vaccination_status(self.as_record(), dob, from_us(at), catalogue)
+        moment = from_us(at)
+        screened = self.screening is not None and self.screening.screened_at <= at
+        key = (sum(d.given_at <= at for d in self.doses), screened, local_day(moment))
+        found = self._statuses.get(key)
+        if found is None:
+            found = self._statuses[key] = vaccination_status(
+                self.as_record(), dob, moment, catalogue
+            )
+        return found
+
+    def changed(self) -> None:
+        """Forget the statuses computed before a change."""
+        self._statuses.clear()
 
     def as_record(self) -> VaccinationRecord:
         """The kept part of the vaccination record, for the domain's pure status function.
