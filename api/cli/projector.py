@@ -62,7 +62,7 @@ def projector(namespace: Namespace = DEFAULT_NAMESPACE) -> None:
 
 
 def rebuild(
-    name: Annotated[str | None, typer.Argument(help="Projection to rebuild (default: all).")] = None,
+    name: Annotated[str | None, typer.Argument(help="Projection (default: all).")] = None,
     namespace: Namespace = DEFAULT_NAMESPACE,
 ) -> None:
     """Replay the events into fresh keys, then switch readers over atomically."""
