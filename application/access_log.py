@@ -276,7 +276,8 @@ class AccessRecorder:
     submission starts a flush at once. Others are flushed every `interval` seconds.
     While the store is down, batches are kept and retried; beyond `max_pending` new
     entries are refused (their futures fail) rather than growing without bound.
-    `close` flushes everything still pending, so a clean shutdown loses nothing; a crash
+    `drain` (on a server's shutdown) and `close` write everything still pending, so a
+    clean shutdown loses nothing; a crash
     loses the entries of at most the last `interval` (and any still being retried).
     """
 
@@ -337,12 +338,8 @@ class AccessRecorder:
             for p in batch:
                 p.done.set_result(None)
 
-    def close(self, timeout: float = 30.0) -> None:
-        """Stop accepting, flush what is pending (retrying for `timeout` seconds), stop."""
-        with self._lock:
-            self._stopping = True
-        self._wake.set()
-        self._thread.join(timeout)
+    def drain(self, timeout: float = 30.0) -> None:
+        """Write everything pending, retrying for `timeout` seconds; then fail what is left."""
         deadline = time.monotonic() + timeout
         while self.pending():
             try:
@@ -350,8 +347,16 @@ class AccessRecorder:
             except Exception as error:
                 if time.monotonic() >= deadline:
                     self._fail_pending(error)
-                    break
+                    return
                 time.sleep(self.retry_seconds)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop accepting, drain what is pending, stop the thread and close the log."""
+        with self._lock:
+            self._stopping = True
+        self._wake.set()
+        self._thread.join(timeout)
+        self.drain(timeout)
         self.log.close()
 
     def _fail_pending(self, error: BaseException) -> None:

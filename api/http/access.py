@@ -133,7 +133,7 @@ class AccessLogMiddleware:
         async def wrapped() -> Message:
             message = await receive()
             if message["type"] == "lifespan.shutdown":
-                await run_in_threadpool(self.recorder.close)
+                await run_in_threadpool(self.recorder.drain)
             return message
 
         return wrapped

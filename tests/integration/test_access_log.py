@@ -28,11 +28,16 @@ LAN_ID = str(LAN.person)
 HISTORY = "/v1/citizens/{id_number}/history"
 
 
+RECORDERS: list[AccessRecorder] = []
+
+
 @pytest.fixture
 def registry(tmp_path: Path, postgres_url: str) -> Iterator[Registry]:
     registry = build_registry(registry_settings(tmp_path, postgres_url), MovableClock())
     registry.population.register_citizen(ADMIN, LAN)
     yield registry
+    while RECORDERS:
+        RECORDERS.pop().close()
     registry.close()
 
 
@@ -40,7 +45,9 @@ def _app(
     registry: Registry, watched: Mapping[str, Watched] = WATCHED
 ) -> tuple[FastAPI, AccessRecorder]:
     app = create_app(registry)
-    return app, install_access_log(app, registry, create_tables=True, watched=watched)
+    recorder = install_access_log(app, registry, create_tables=True, watched=watched)
+    RECORDERS.append(recorder)
+    return app, recorder
 
 
 def _auth(issuer: TokenIssuer, role: Role, subject: str) -> dict[str, str]:
