@@ -451,11 +451,21 @@ class ModelCheck:
     missing: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
     different: list[str] = field(default_factory=list)
+    details: list[str] = field(default_factory=list)
+
+
+def _without_zero_counters(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """Hash fields at 0 dropped: counters may rest at 0, and readers treat 0 as absent."""
+    return {
+        key: {f: v for f, v in value.items() if v != b"0"} if isinstance(value, dict) else value
+        for key, value in snapshot.items()
+    }
 
 
 def compare_read_models(stack: Stack) -> ModelCheck:
     """Wait for the projector to reach the store's heads, then compare every read model
-    with a rebuild from the event store into a fresh namespace, key by key."""
+    with a rebuild from the event store into a fresh namespace, key by key (and field by
+    field: counters at 0 count as absent)."""
     registry = stack.registry()
     try:
         live = ProjectionRuntime.from_registry(registry)
@@ -477,12 +487,16 @@ def compare_read_models(stack: Stack) -> ModelCheck:
         fresh.rebuild()
         check = ModelCheck(caught_up)
         for projection in live.projections:
-            ours = live.store.snapshot(projection.name)
-            theirs = fresh.store.snapshot(projection.name)
+            ours = _without_zero_counters(live.store.snapshot(projection.name))
+            theirs = _without_zero_counters(fresh.store.snapshot(projection.name))
             check.keys += len(theirs)
             check.missing += sorted(set(theirs) - set(ours))
             check.extra += sorted(set(ours) - set(theirs))
-            check.different += sorted(k for k in set(ours) & set(theirs) if ours[k] != theirs[k])
+            different = sorted(k for k in set(ours) & set(theirs) if ours[k] != theirs[k])
+            check.different += different
+            check.details += [
+                f"{k}: live {ours[k]!r:.300} rebuilt {theirs[k]!r:.300}" for k in different[:3]
+            ]
         return check
     finally:
         registry.close()
@@ -585,6 +599,7 @@ class FaultReport:
             ):
                 if keys:
                     self.problems.append(f"read model keys {name}: {keys[:5]}")
+            self.problems += models.details
         if lost:
             self.problems.append(f"acknowledged commands missing from the store: {lost[:10]}")
         if wrong_id:
