@@ -93,6 +93,15 @@ class Projection:
         announced here costs its own round trip."""
         return ()
 
+    def finish(self, view: ViewBatch) -> None:
+        """Called once per partition batch, after its last :meth:`handle` and before its
+        commit; its writes are committed with the batch's, atomically.
+
+        Lets :meth:`handle` record cheap changes (e.g. in ``view.scratch``) and derive
+        the costly documents here, once per batch instead of once per event. It is not
+        called when a handler raised, and a refused commit discards it with the batch.
+        """
+
 
 class _Hash:
     __slots__ = ("complete", "dirty", "fields", "incr")
@@ -146,6 +155,9 @@ class ViewBatch:
         self._hashes: dict[str, _Hash] = {}
         self._sets: dict[str, _Set] = {}
         self._zsets: dict[str, _ZSet] = {}
+        self.scratch: dict[str, Any] = {}
+        """The projection's own memory for this batch, e.g. what :meth:`Projection.finish`
+        completes; dropped with the batch."""
 
     @property
     def ops(self) -> list[Op]:
@@ -441,6 +453,9 @@ def apply_batch(
             view.preload(reads[part])
     for event, part in todo:
         projection.handle(event, context, views[part])
+    if type(projection).finish is not Projection.finish:
+        for view in views.values():
+            projection.finish(view)
     commits = [
         PartitionCommit(i, p.version, {context: last}, views[i].ops if i in views else ())
         for i, p in enumerate(parts)

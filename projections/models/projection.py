@@ -10,9 +10,10 @@ Logical keys (inside the engine's ``<ns>:{citizens.p<i>}:g<gen>:`` prefix)::
     wf:<unit>, wd:<unit> zset   work lists (see :mod:`.worklists`)
     sd:<day>, sp, sc:<day> hash statistics (see :mod:`.statistics`)
 
-Every event of a citizen loads that citizen's state, changes the part of its context,
-and rewrites what derives from it; sorted-set members and counters move by the
-difference between what the old and the new state give. A risk level change rewrites
+Every event of a citizen loads that citizen's state (once per batch) and changes the
+part of its context; at the end of the batch (:meth:`CitizenProjection.finish`) what
+derives from each touched citizen is rewritten once: sorted-set members and counters
+move by the difference between what the stored and the new state give. A risk level change rewrites
 the citizens whose declaration leaves from the area's province (``o:``), and no others.
 
 Mobility and vaccination records name their person only in their first event; later
@@ -146,11 +147,24 @@ class _Derived:
     counts: statistics.Contribution
 
 
+@dataclass(frozen=True)
+class _Touched:
+    state: CitizenState
+    before: _Derived
+    """What the stored state gave, with the batch's first risk levels."""
+    origin: str | None
+    """The stored declaration's origin."""
+
+
+_TOUCHED = "citizens"
+_RISK = "risk"
+
+
 class CitizenProjection(Projection):
     name = NAME
     contexts = ("population", "mobility", "immunization")
     topics = TOPICS
-    version = 1
+    version = 2
 
     def __init__(
         self,
@@ -204,23 +218,47 @@ class CitizenProjection(Projection):
         pseudonym = self._pseudonym(event, context)
         if pseudonym is None or topic.endswith(".Opened"):
             return
-        risk = risk_book(view.hgetall(RISK_KEY))
-        stored = view.get(citizen_key(pseudonym))
-        state = CitizenState.decode(split_value(stored)[1] if stored else None)
-        before = self._derive(pseudonym, state, risk, stored or b"")
-        origin_before = state.declaration.origin if state.declaration else None
+        state = self._touch(view, pseudonym).state
         self._apply(topic, event, state, view, pseudonym)
         state.seen = max(state.seen, us(getattr(event, "timestamp")))  # noqa: B009
-        state.changed()
-        after = self._derive(pseudonym, state, risk)
-        self._write(view, pseudonym, before, after)
-        origin_after = state.declaration.origin if state.declaration else None
-        if origin_before != origin_after:
-            raw = bytes.fromhex(pseudonym)
-            if origin_before is not None:
-                view.srem(f"o:{split_area(origin_before)[0]}", raw)
-            if origin_after is not None:
-                view.sadd(f"o:{split_area(origin_after)[0]}", raw)
+
+    def finish(self, view: ViewBatch) -> None:
+        """Rewrite what derives from each citizen the batch touched, once."""
+        touched: dict[str, _Touched] = view.scratch.get(_TOUCHED, {})
+        if not touched:
+            return
+        risk = risk_book(view.hgetall(RISK_KEY))
+        for pseudonym, t in touched.items():
+            state = t.state
+            state.changed()
+            self._write(view, pseudonym, t.before, self._derive(pseudonym, state, risk))
+            origin_after = state.declaration.origin if state.declaration else None
+            if t.origin != origin_after:
+                raw = bytes.fromhex(pseudonym)
+                if t.origin is not None:
+                    view.srem(f"o:{split_area(t.origin)[0]}", raw)
+                if origin_after is not None:
+                    view.sadd(f"o:{split_area(origin_after)[0]}", raw)
+
+    def _touch(self, view: ViewBatch, pseudonym: str) -> _Touched:
+        """The citizen's state in this batch, with what its stored state gave."""
+        touched: dict[str, _Touched] = view.scratch.setdefault(_TOUCHED, {})
+        found = touched.get(pseudonym)
+        if found is None:
+            stored = view.get(citizen_key(pseudonym))
+            state = CitizenState.decode(split_value(stored)[1] if stored else None)
+            before = self._derive(pseudonym, state, self._batch_risk(view), stored or b"")
+            origin = state.declaration.origin if state.declaration else None
+            found = touched[pseudonym] = _Touched(state, before, origin)
+        return found
+
+    def _batch_risk(self, view: ViewBatch) -> RiskBook:
+        """The risk levels as stored when the batch began (what stored values were derived
+        with), whatever risk events of the batch changed since."""
+        risk: RiskBook | None = view.scratch.get(_RISK)
+        if risk is None:
+            risk = view.scratch[_RISK] = risk_book(view.hgetall(RISK_KEY))
+        return risk
 
     # ------------------------------------------------------------------- derivation
 
@@ -363,6 +401,7 @@ class CitizenProjection(Projection):
 
     def _risk_changed(self, event: DomainEvent, topic: str, view: ViewBatch) -> None:
         e: Any = event
+        self._batch_risk(view)
         raw = view.hgetall(RISK_KEY)
         field = event.originator_id.hex.encode()
         if topic.endswith(".Assessed"):
@@ -371,24 +410,12 @@ class CitizenProjection(Projection):
             area, periods = json.loads(raw[field])
         else:
             return
-        before = risk_book(raw)
         periods = [*periods, [us(e.effective_from), e.level.value]]
         view.hset(RISK_KEY, field, json.dumps([area, periods], separators=(",", ":")))
-        after = risk_book(view.hgetall(RISK_KEY))
         travellers = sorted(view.smembers(f"o:{split_area(area)[0]}"))
-        keys = [citizen_key(p.hex()) for p in travellers]
-        view.preload([("get", k) for k in keys])
-        for pseudonym, key in zip((p.hex() for p in travellers), keys, strict=True):
-            stored = view.get(key)
-            if not stored:
-                continue
-            state = CitizenState.decode(split_value(stored)[1])
-            self._write(
-                view,
-                pseudonym,
-                self._derive(pseudonym, state, before, stored),
-                self._derive(pseudonym, state, after),
-            )
+        view.preload([("get", citizen_key(p.hex())) for p in travellers])
+        for pseudonym in travellers:
+            self._touch(view, pseudonym.hex())
 
 
 @dataclass(frozen=True)

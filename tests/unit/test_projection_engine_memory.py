@@ -119,6 +119,32 @@ class BumpCounter(Projection):
         view.hincrby("count", "bumps")
 
 
+class BatchTotals(Projection):
+    """Sums bumps per tally in ``view.scratch`` and writes each total once, in `finish`."""
+
+    name = "batch-totals"
+    contexts = ("toy",)
+    topics = (Tally.Bumped.TOPIC,)
+    partitions = 2
+
+    def __init__(self) -> None:
+        self.finished: list[tuple[int, dict[str, int]]] = []
+
+    def partition_of(self, event: DomainEvent) -> int:
+        return partition_for(str(event.originator_id), self.partitions)
+
+    def handle(self, event: DomainEvent, context: str, view: ViewBatch) -> None:
+        amounts: dict[str, int] = view.scratch.setdefault("amounts", {})
+        key = str(event.originator_id)
+        amounts[key] = amounts.get(key, 0) + getattr(event, "amount")  # noqa: B009
+
+    def finish(self, view: ViewBatch) -> None:
+        amounts: dict[str, int] = view.scratch["amounts"]
+        self.finished.append((view.partition, dict(amounts)))
+        for key, amount in amounts.items():
+            view.set(f"total:{key}", int(view.get(f"total:{key}") or b"0") + amount)
+
+
 def popo_app() -> Tallies:
     return Tallies(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
 
@@ -192,6 +218,39 @@ def test_redelivered_batch_changes_nothing() -> None:
     assert apply_batch(store, projection, stale, "toy", 0, batch) is Outcome.STALE
     assert ProjectionWorker({"toy": app}, [projection], store).catch_up() == 0
     assert store.snapshot("tally") == before
+
+
+def test_finish_runs_once_per_partition_batch_and_commits_with_it() -> None:
+    app = popo_app()
+    store = MemoryStore("t")
+    tallies: list[Tally] = []
+    record(app, [(0, 0), (1, 0), (0, 2), (0, 3), (1, 4), (1, 1)], tallies)
+    projection = BatchTotals()
+    worker = ProjectionWorker({"toy": app}, [projection], store, batch_size=100)
+    worker.catch_up()
+    expected: dict[int, dict[str, int]] = {}
+    for t in tallies:
+        expected.setdefault(partition_for(str(t.id), 2), {})[str(t.id)] = 5
+    assert sorted(projection.finished) == sorted(expected.items())
+    snapshot = store.snapshot("batch-totals")
+    assert {k.partition(":")[2]: v for k, v in snapshot.items()} == {
+        f"total:{t.id}": b"5" for t in tallies
+    }
+
+    projection.finished.clear()
+    assert worker.catch_up() == 0
+    notifications = app.recorder.select_notifications(start=0, limit=100, inclusive_of_start=False)
+    current = load_state(store, projection)
+    assert current is not None
+    batch = DecodedBatch(app.mapper, notifications)
+    assert apply_batch(store, projection, current, "toy", 0, batch) is Outcome.NOTHING_NEW
+    assert projection.finished == []
+    stale = ProjectionState(current.info, [PartitionState(1), PartitionState(1)])
+    assert apply_batch(store, projection, stale, "toy", 0, batch) is Outcome.STALE
+    assert store.snapshot("batch-totals") == snapshot
+
+    rebuild(store, projection, {"toy": app}, page_size=2)
+    assert store.snapshot("batch-totals") == snapshot
 
 
 class Exploding(TallyView):
