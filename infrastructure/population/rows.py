@@ -393,7 +393,11 @@ def _csv_rows(
     lines: Iterator[tuple[int, str | RowRejected]],
     today: date,
 ) -> Iterator[tuple[int, RegisterEntry | RowRejected]]:
-    header = [name.strip().lower() for name in _csv_fields(header_line)]
+    try:
+        header = [name.strip().lower() for name in _csv_fields(header_line)]
+    except csv.Error as e:
+        yield header_number, RowRejected(header_number, Reason.BAD_CSV, f"not a CSV header: {e}")
+        return
     missing = sorted(REQUIRED_FIELDS - set(header))
     if missing or len(set(header)) != len(header):
         problem = f"lacks {', '.join(missing)}" if missing else "repeats a column"
