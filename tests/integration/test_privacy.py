@@ -62,6 +62,7 @@ def server_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str
         "VAXREG_REDIS_URL": redis_url,
         "VAXREG_SECRET_KEY": TEST_SECRET,
         "VAXREG_ID_KEY": TEST_ID_KEY,
+        "VAXREG_POSTGRES_POOL_SIZE": "2",
         **extra,
     }
 
