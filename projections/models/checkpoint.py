@@ -6,12 +6,16 @@ its facts change by themselves (a declaration's validity, protection 14 days aft
 last primary dose, the end of a recovery, a test growing older than the policy allows,
 a risk level taking effect)::
 
-    <t0>:<i>.<j>...;<t1>:<i>.<k>...\\x1d<fragment 0>\\x1e<fragment 1>...
+    <t0>:<ij...>;<t1>:<ik...>\\x1d<fragment>\\x1e<fragment>...
 
 Period ``n`` starts at ``t<n>`` (microseconds since the epoch; the first is 0) and its
-document is ``{`` + its fragments joined by ``,`` + ``}``. Fragments shared by several
-periods are stored once. :func:`pick` serves the document of a moment by comparing
-integers and joining bytes: no JSON is parsed on the hot path.
+document is ``{`` + its fragments joined by ``,`` + ``}``; each fragment is named by one
+byte (see :data:`SYMBOLS`). A fragment is one top-level member of the document or of its
+``declaration`` / ``vaccination`` objects, so most are the same for every citizen: those
+are in the code's :data:`STATIC` table (changing it means bumping the projection's
+version) and only the citizen's own ones are stored, once even if several periods
+share them. :func:`pick` serves the document of a moment by comparing integers and
+joining bytes: no JSON is parsed on the hot path.
 """
 
 from __future__ import annotations
@@ -21,10 +25,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, timedelta
 from typing import Any
 
-from domain.checkpoint_policy import Facts, Policy, decide
+from domain.checkpoint_policy import CONDITIONS, Facts, Policy, decide
 from domain.clock import local_day
-from domain.mobility import OLDEST_TEST
-from domain.status import VaccinationStatus
+from domain.mobility import OLDEST_TEST, Verdict
+from domain.status import Status, VaccinationStatus
 from domain.vaccines import Catalogue
 from projections.models.state import CitizenState, day_start_us, from_us
 
@@ -33,6 +37,31 @@ _FRAGMENTS = b"\x1d"
 _FRAGMENT = b"\x1e"
 HOUR_US = 3_600_000_000
 OLDEST_TEST_US = OLDEST_TEST // timedelta(microseconds=1)
+
+STATIC: tuple[str, ...] = (
+    '"declaration":null',
+    '"test":null',
+    '"origin_risk_level":null',
+    *(f'"origin_risk_level":{level}' for level in range(1, 5)),
+    '"symptoms":[]',
+    '"contact_with_confirmed_case":false',
+    '"contact_with_confirmed_case":true',
+    '"stayed_in_high_risk_area":false}',
+    '"stayed_in_high_risk_area":true}',
+    *(f'"vaccination":{{"status":"{s.value}"' for s in Status),
+    *(f'"doses":{n}' for n in range(10)),
+    '"protected_from":null',
+    '"recovered_until":null}',
+    *(f'"verdict":"{v.value}"' for v in Verdict),
+    '"reasons":[]',
+    *(f'"reasons":["{c}"]' for c in sorted(CONDITIONS)),
+)
+"""Fragments every citizen may share, never stored (see the module's docstring)."""
+_STATIC_INDEX = {f: i for i, f in enumerate(dict.fromkeys(STATIC))}
+_STATIC_BYTES = [f.encode() for f in _STATIC_INDEX]
+SYMBOLS = bytes(b for b in range(0x20, 0x100) if b not in b":;")
+"""The byte naming each fragment: static ones first, then the citizen's own."""
+_NUMBER = {symbol: n for n, symbol in enumerate(SYMBOLS)}
 
 RiskBook = Mapping[str, Sequence[tuple[int, int]]]
 """Area code (province, or province.district) -> (effective from, level) periods, sorted."""
@@ -97,33 +126,31 @@ def _document(
 ) -> list[str]:
     """The fragments of the document in force at `at`."""
     birth_year = int(state.date_of_birth[:4]) if state.date_of_birth else None
-    fragments = [f'"name":{_json(state.masked_name)},"birth_year":{_json(birth_year)}']
+    fragments = [f'"name":{_json(state.masked_name)}', f'"birth_year":{_json(birth_year)}']
     d = state.declaration
     valid = d is not None and d.declared_at <= at < d.valid_until
     level = None
     if d is not None and valid:
         level = level_at(risk, d.origin, at)
-        declaration = {
-            "id": d.declaration_id,
-            "origin": d.origin,
-            "origin_risk_level": level,
-            "destination": d.destination,
-            "travel_date": d.travel_date,
-            "valid_until": _iso(d.valid_until),
-            "symptoms": d.symptoms,
-            "contact_with_confirmed_case": d.contact,
-            "stayed_in_high_risk_area": d.stayed,
-        }
-        fragments.append(f'"declaration":{_json(declaration)}')
+        fragments += [
+            f'"declaration":{{"id":"{d.declaration_id}"',
+            f'"origin":{_json(d.origin)}',
+            f'"origin_risk_level":{_json(level)}',
+            f'"destination":{_json(d.destination)}',
+            f'"travel_date":"{d.travel_date}"',
+            f'"valid_until":"{_iso(d.valid_until)}"',
+            f'"symptoms":{_json(d.symptoms)}',
+            f'"contact_with_confirmed_case":{_json(d.contact)}',
+            f'"stayed_in_high_risk_area":{_json(d.stayed)}}}',
+        ]
     else:
         fragments.append('"declaration":null')
-    vaccination = {
-        "status": status.status.value if status else "unvaccinated",
-        "doses": status.doses if status else 0,
-        "protected_from": _day(status.protected_from) if status else None,
-        "recovered_until": _day(status.recovered_until) if status else None,
-    }
-    fragments.append(f'"vaccination":{_json(vaccination)}')
+    fragments += [
+        f'"vaccination":{{"status":"{status.status.value if status else "unvaccinated"}"',
+        f'"doses":{status.doses if status else 0}',
+        f'"protected_from":{_json(_day(status.protected_from) if status else None)}',
+        f'"recovered_until":{_json(_day(status.recovered_until) if status else None)}}}',
+    ]
     t = state.test
     test = {"kind": t.kind, "outcome": t.outcome, "sampled_at": _iso(t.sampled_at)} if t else None
     fragments.append(f'"test":{_json(test)}')
@@ -145,7 +172,7 @@ def _document(
         recent_negative_test=recent_negative,
     )
     verdict, reasons = decide(policy, facts)
-    fragments.append(f'"verdict":"{verdict.value}","reasons":{_json(list(reasons))}')
+    fragments += [f'"verdict":"{verdict.value}"', f'"reasons":{_json(list(reasons))}']
     return fragments
 
 
@@ -170,13 +197,17 @@ def timeline(state: CitizenState, risk: RiskBook, policy: Policy, catalogue: Cat
 
 
 def encode(periods: Iterable[tuple[int, list[str]]]) -> bytes:
-    index: dict[str, int] = {}
+    own: dict[str, int] = {}
     header = []
+    base = len(_STATIC_BYTES)
     for start, fragments in periods:
-        numbers = [index.setdefault(f, len(index)) for f in fragments]
-        header.append(f"{start}:{'.'.join(map(str, numbers))}")
-    body = _FRAGMENT.join(f.encode() for f in index)
-    return ";".join(header).encode() + _FRAGMENTS + body
+        numbers = [
+            n if (n := _STATIC_INDEX.get(f)) is not None else base + own.setdefault(f, len(own))
+            for f in fragments
+        ]
+        header.append(str(start).encode() + b":" + bytes(SYMBOLS[n] for n in numbers))
+    body = _FRAGMENT.join(f.encode() for f in own)
+    return b";".join(header) + _FRAGMENTS + body
 
 
 def pick(value: bytes, now: int) -> bytes | None:
@@ -188,12 +219,22 @@ def pick(value: bytes, now: int) -> bytes | None:
     head, _, body = stored.partition(_FRAGMENTS)
     chosen = b""
     for period in head.split(b";"):
-        start, _, numbers = period.partition(b":")
+        start, _, symbols = period.partition(b":")
         if int(start) > now:
             break
-        chosen = numbers
-    fragments = body.split(_FRAGMENT)
-    return b"{" + b",".join([fragments[int(i)] for i in chosen.split(b".")]) + b"}"
+        chosen = symbols
+    fragments = _STATIC_BYTES + body.split(_FRAGMENT)
+    return b"{" + b",".join([fragments[_NUMBER[s]] for s in chosen]) + b"}"
+
+
+def stored_name(value: bytes) -> str | None:
+    """The masked name in a stored timeline (its first own fragment), None if none."""
+    stored = value.partition(TIMELINE_END)[0]
+    if not stored:
+        return None
+    first = stored.partition(_FRAGMENTS)[2].partition(_FRAGMENT)[0]
+    name: str | None = json.loads(first.removeprefix(b'"name":'))
+    return name
 
 
 def periods(value: bytes) -> list[tuple[int, dict[str, Any]]]:

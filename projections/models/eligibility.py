@@ -1,6 +1,8 @@
 """Eligibility for the next dose, stored as computed; "eligible now" is decided at read time.
 
-Stored per citizen (third part of the citizen's value) as compact JSON::
+Stored per citizen (third part of the citizen's value) as a positional JSON array
+(next dose, kind, earliest as a day number, products, reasons; trailing empty values
+left out), served by :func:`render` as::
 
     {"next_dose":2,"kind":"primary","earliest":"2021-08-23","products":["comirnaty"],
      "reasons":[]}
@@ -16,7 +18,7 @@ from datetime import date
 from typing import Any
 
 from domain.vaccines import Catalogue
-from projections.models.state import CitizenState
+from projections.models.state import CitizenState, from_days, to_days, trimmed
 
 
 def eligibility(state: CitizenState, catalogue: Catalogue) -> bytes:
@@ -27,19 +29,28 @@ def eligibility(state: CitizenState, catalogue: Catalogue) -> bytes:
     if status is None:
         return b""
     nxt = status.next_dose
-    out: dict[str, Any] = {
-        "next_dose": nxt.number if nxt else None,
-        "kind": nxt.kind.value if nxt else None,
-        "earliest": nxt.earliest.isoformat() if nxt else None,
-        "products": list(nxt.products) if nxt else [],
-        "reasons": list(status.reasons),
-    }
+    out = trimmed(
+        [
+            nxt.number if nxt else None,
+            nxt.kind.value if nxt else None,
+            to_days(nxt.earliest.isoformat()) if nxt else None,
+            list(nxt.products) if nxt else [],
+            list(status.reasons),
+        ]
+    )
     return json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def render(stored: bytes, today: date) -> dict[str, Any]:
     """The eligibility document served: the stored one with ``eligible_now`` for `today`."""
-    data: dict[str, Any] = json.loads(stored)
-    earliest = data["earliest"]
-    data["eligible_now"] = earliest is not None and date.fromisoformat(earliest) <= today
-    return data
+    raw: list[Any] = json.loads(stored)
+    number, kind, days, products, reasons = raw + [None] * (5 - len(raw))
+    earliest = from_days(days)
+    return {
+        "next_dose": number,
+        "kind": kind,
+        "earliest": earliest,
+        "products": products or [],
+        "reasons": reasons or [],
+        "eligible_now": earliest is not None and date.fromisoformat(earliest) <= today,
+    }

@@ -38,7 +38,13 @@ from domain.vaccines import CATALOGUE, Catalogue
 from projections.engine import DomainEvent, Projection, Read, ViewBatch, partition_for
 from projections.models import statistics
 from projections.models.arrivals import Entry, arrival_entries
-from projections.models.checkpoint import TIMELINE_END, RiskBook, split_area, timeline
+from projections.models.checkpoint import (
+    TIMELINE_END,
+    RiskBook,
+    split_area,
+    stored_name,
+    timeline,
+)
 from projections.models.eligibility import eligibility
 from projections.models.state import (
     CitizenState,
@@ -98,6 +104,14 @@ def split_value(value: bytes) -> tuple[bytes, bytes, bytes]:
     timeline_part, _, rest = value.partition(TIMELINE_END)
     state_part, _, eligibility_part = rest.partition(TIMELINE_END)
     return timeline_part, state_part, eligibility_part
+
+
+def decode_state(stored: bytes | None) -> CitizenState:
+    """A citizen's state from their stored value."""
+    if not stored:
+        return CitizenState()
+    timeline_part, state_part, _ = split_value(stored)
+    return CitizenState.decode(state_part, stored_name(timeline_part))
 
 
 def risk_book(raw: Mapping[bytes, bytes]) -> dict[str, list[tuple[int, int]]]:
@@ -164,7 +178,7 @@ class CitizenProjection(Projection):
     name = NAME
     contexts = ("population", "mobility", "immunization")
     topics = TOPICS
-    version = 2
+    version = 3
 
     def __init__(
         self,
@@ -246,7 +260,7 @@ class CitizenProjection(Projection):
         found = touched.get(pseudonym)
         if found is None:
             stored = view.get(citizen_key(pseudonym))
-            state = CitizenState.decode(split_value(stored)[1] if stored else None)
+            state = decode_state(stored)
             before = self._derive(pseudonym, state, self._batch_risk(view), stored or b"")
             origin = state.declaration.origin if state.declaration else None
             found = touched[pseudonym] = _Touched(state, before, origin)

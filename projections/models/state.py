@@ -1,5 +1,10 @@
 """What the read models keep about one citizen, in a compact JSON form.
 
+The stored form is positional: JSON arrays whose trailing empty values (null, 0, [])
+are left out, dates as day numbers since 1970-01-01, a declaration's end as its length.
+The masked name is kept here only for those who have no checkpoint document (the
+gone): the document holds everyone else's (see :func:`.checkpoint.stored_name`).
+
 Each context fills its own part from its own events only, so the state after a set of
 events does not depend on how the contexts' events interleave. The read models are
 pure functions of this state (and of the area risk levels), which is what makes an
@@ -35,6 +40,29 @@ def from_us(micros: int) -> datetime:
     return EPOCH + timedelta(microseconds=micros)
 
 
+_EPOCH_DAY = date(1970, 1, 1).toordinal()
+
+
+def to_days(iso: str | None) -> int | None:
+    return None if iso is None else date.fromisoformat(iso).toordinal() - _EPOCH_DAY
+
+
+def from_days(days: int | None) -> str | None:
+    return None if days is None else date.fromordinal(days + _EPOCH_DAY).isoformat()
+
+
+def trimmed(values: list[Any]) -> list[Any]:
+    """`values` without its trailing empty values (decoders supply them back)."""
+    end = len(values)
+    while end and values[end - 1] in (None, 0, []):
+        end -= 1
+    return values[:end]
+
+
+def _padded(raw: list[Any], length: int) -> list[Any]:
+    return raw + [None] * (length - len(raw))
+
+
 def day_start_us(day: date) -> int:
     """The first microsecond of a local (Asia/Ho_Chi_Minh) day."""
     return us(datetime(day.year, day.month, day.day, tzinfo=VIETNAM))
@@ -54,23 +82,36 @@ class DeclarationState:
     checkpoint: str | None
 
     def encode(self) -> list[Any]:
-        return [
-            self.declaration_id,
-            self.origin,
-            self.destination,
-            self.travel_date,
-            self.declared_at,
-            self.valid_until,
-            self.symptoms,
-            int(self.contact),
-            int(self.stayed),
-            self.checkpoint,
-        ]
+        return trimmed(
+            [
+                self.declaration_id,
+                self.origin,
+                self.destination,
+                to_days(self.travel_date),
+                self.declared_at,
+                self.valid_until - self.declared_at,
+                self.checkpoint,
+                self.symptoms,
+                int(self.contact),
+                int(self.stayed),
+            ]
+        )
 
     @classmethod
     def decode(cls, raw: list[Any]) -> DeclarationState:
-        i, o, d, t, at, until, symptoms, contact, stayed, checkpoint = raw
-        return cls(i, o, d, t, at, until, symptoms, bool(contact), bool(stayed), checkpoint)
+        i, o, d, t, at, length, checkpoint, symptoms, contact, stayed = _padded(raw, 10)
+        return cls(
+            i,
+            o,
+            d,
+            from_days(t) or "",
+            at,
+            at + length,
+            symptoms or [],
+            bool(contact),
+            bool(stayed),
+            checkpoint,
+        )
 
 
 @dataclass
@@ -90,13 +131,21 @@ class DoseState:
     severe: bool = False
 
     def encode(self) -> list[Any]:
-        return [self.dose_id, self.product, self.given_at, int(self.booster), self.unit] + (
-            [1] if self.severe else []
+        return trimmed(
+            [
+                self.dose_id,
+                self.product,
+                self.given_at,
+                self.unit,
+                int(self.booster),
+                int(self.severe),
+            ]
         )
 
     @classmethod
     def decode(cls, raw: list[Any]) -> DoseState:
-        return cls(raw[0], raw[1], raw[2], bool(raw[3]), raw[4], len(raw) > 5 and bool(raw[5]))
+        dose_id, product, given_at, unit, booster, severe = _padded(raw, 6)
+        return cls(dose_id, product, given_at, bool(booster), unit, bool(severe))
 
 
 @dataclass
@@ -105,6 +154,11 @@ class ScreeningState:
     screened_at: int
     unit: str
     postponed_until: str | None
+
+
+def _screening(raw: list[Any]) -> ScreeningState:
+    outcome, screened_at, unit, postponed = _padded(raw, 4)
+    return ScreeningState(outcome, screened_at, unit, from_days(postponed))
 
 
 @dataclass
@@ -130,54 +184,47 @@ class CitizenState:
     )
 
     def encode(self) -> bytes:
-        out: dict[str, Any] = {}
-        if self.masked_name is not None:
-            out["n"] = self.masked_name
-        if self.date_of_birth is not None:
-            out["b"] = self.date_of_birth
-        if self.residence is not None:
-            out["r"] = self.residence
-        if self.gone:
-            out["g"] = 1
-        if self.declaration is not None:
-            out["d"] = self.declaration.encode()
-        if self.test is not None:
-            out["t"] = [self.test.kind, self.test.outcome, self.test.sampled_at]
-        if self.doses:
-            out["x"] = [d.encode() for d in self.doses]
-        if self.screening is not None:
-            s = self.screening
-            out["s"] = [s.outcome, s.screened_at, s.unit, s.postponed_until]
-        if self.registered is not None:
-            out["u"] = list(self.registered)
-        if self.recovered_on is not None:
-            out["c"] = self.recovered_on
-        if self.record_moved:
-            out["m"] = 1
-        out["w"] = self.seen
-        return json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode()
+        """The stored state; the masked name only when there is no document to hold it."""
+        t, sc = self.test, self.screening
+        out = [
+            self.seen,
+            to_days(self.date_of_birth),
+            self.residence,
+            self.declaration.encode() if self.declaration else None,
+            [d.encode() for d in self.doses],
+            list(self.registered) if self.registered else None,
+            [t.kind, t.outcome, t.sampled_at] if t else None,
+            trimmed([sc.outcome, sc.screened_at, sc.unit, to_days(sc.postponed_until)])
+            if sc
+            else None,
+            to_days(self.recovered_on),
+            int(self.gone),
+            int(self.record_moved),
+            self.masked_name if self.gone else None,
+        ]
+        return json.dumps(trimmed(out), separators=(",", ":"), ensure_ascii=False).encode()
 
     @classmethod
-    def decode(cls, raw: bytes | None) -> CitizenState:
+    def decode(cls, raw: bytes | None, masked_name: str | None = None) -> CitizenState:
+        """The state from its stored form and the name its document holds, if any."""
         if not raw:
-            return cls()
-        data = json.loads(raw)
-        test = data.get("t")
-        screening = data.get("s")
-        registered = data.get("u")
+            return cls(masked_name=masked_name)
+        seen, dob, residence, d, doses, registered, t, sc, recovered, gone, moved, name = _padded(
+            json.loads(raw), 12
+        )
         return cls(
-            masked_name=data.get("n"),
-            date_of_birth=data.get("b"),
-            residence=data.get("r"),
-            gone=bool(data.get("g")),
-            declaration=DeclarationState.decode(data["d"]) if "d" in data else None,
-            test=TestState(*test) if test else None,
-            doses=[DoseState.decode(d) for d in data.get("x", ())],
-            screening=ScreeningState(*screening) if screening else None,
+            masked_name=masked_name if name is None else name,
+            date_of_birth=from_days(dob),
+            residence=residence,
+            gone=bool(gone),
+            declaration=DeclarationState.decode(d) if d else None,
+            test=TestState(*t) if t else None,
+            doses=[DoseState.decode(x) for x in doses or ()],
+            screening=_screening(sc) if sc else None,
             registered=(registered[0], registered[1]) if registered else None,
-            recovered_on=data.get("c"),
-            record_moved=bool(data.get("m")),
-            seen=int(data.get("w", 0)),
+            recovered_on=from_days(recovered),
+            record_moved=bool(moved),
+            seen=int(seen or 0),
         )
 
     @property
