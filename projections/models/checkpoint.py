@@ -95,6 +95,14 @@ def risk_moments(risk: RiskBook, area: str) -> list[int]:
 
 
 def _json(value: object) -> str:
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str) and value.isprintable() and '"' not in value and "\\" not in value:
+        return f'"{value}"'
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 

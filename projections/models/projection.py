@@ -144,6 +144,9 @@ class Owners:
         if len(self._known) > self._capacity:
             self._known.popitem(last=False)
 
+    def known(self, record_id: UUID) -> str | None:
+        return self._known.get(record_id)
+
     def owner(self, context: str, record_id: UUID) -> str:
         found = self._known.get(record_id)
         if found is None:
@@ -203,6 +206,9 @@ class CitizenProjection(Projection):
             return str(event.originator_id.hex)
         if topic.startswith((MOBILITY, IMMUNIZATION)):
             if topic.endswith(".Opened"):
+                known = self.owners.known(event.originator_id)
+                if known is not None:
+                    return known
                 pseudonym = self.ids.pseudonym(getattr(event, "person"))  # noqa: B009
                 self.owners.learn(event.originator_id, pseudonym)
                 return pseudonym

@@ -179,7 +179,10 @@ class CitizenState:
     record_moved: bool = False
     seen: int = 0
     """The latest event time applied, over every context."""
-    _statuses: dict[tuple[int, bool, date], VaccinationStatus] = field(
+    _statuses: dict[tuple[int, bool, date | bool], VaccinationStatus] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    _protected_from: dict[tuple[int, bool], date | None] = field(
         default_factory=dict, repr=False, compare=False
     )
 
@@ -236,23 +239,40 @@ class CitizenState:
         return bool(self.doses or self.screening or self.registered or self.recovered_on)
 
     def status_at(self, at: int, catalogue: Catalogue) -> VaccinationStatus | None:
-        """`vaccination_status` of the kept record at a moment; None without a birth date."""
+        """`vaccination_status` of the kept record at a moment; None without a birth date.
+
+        Memoised per state: the status depends on the doses and screening up to the
+        moment, and on its day only through the day a primary dose is first due (no
+        primary dose yet) or whether protection has started; so with a primary dose,
+        days on the same side of `protected_from` share one computation.
+        """
         dob = self.dob
         if dob is None:
             return None
         moment = from_us(at)
-        screened = self.screening is not None and self.screening.screened_at <= at
-        key = (sum(d.given_at <= at for d in self.doses), screened, local_day(moment))
+        day = local_day(moment)
+        base = (
+            sum(d.given_at <= at for d in self.doses),
+            self.screening is not None and self.screening.screened_at <= at,
+        )
+        primary = any(not d.booster and d.given_at <= at for d in self.doses)
+        key: tuple[int, bool, date | bool] = (*base, day)
+        if primary and base in self._protected_from:
+            protected_from = self._protected_from[base]
+            key = (*base, protected_from is not None and day >= protected_from)
         found = self._statuses.get(key)
         if found is None:
-            found = self._statuses[key] = vaccination_status(
-                self.as_record(), dob, moment, catalogue
-            )
+            found = vaccination_status(self.as_record(), dob, moment, catalogue)
+            if primary:
+                protected_from = self._protected_from[base] = found.protected_from
+                key = (*base, protected_from is not None and day >= protected_from)
+            self._statuses[key] = found
         return found
 
     def changed(self) -> None:
         """Forget the statuses computed before a change."""
         self._statuses.clear()
+        self._protected_from.clear()
 
     def as_record(self) -> VaccinationRecord:
         """The kept part of the vaccination record, for the domain's pure status function.
