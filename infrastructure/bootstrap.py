@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from application.access_log import AccessLog
 from application.audit import Audit
 from application.commands import RegistryApplication
 from application.ids import IdDeriver
@@ -27,6 +28,7 @@ class Registry:
     population: PopulationApp
     mobility: MobilityApp
     immunization: ImmunizationApp
+    access_log: AccessLog
     qr_tokens: QrTokens
 
     @property
@@ -47,6 +49,7 @@ class Registry:
     def close(self) -> None:
         for app in self.apps.values():
             app.close()
+        self.access_log.close()
 
 
 def bootstrap(
@@ -69,11 +72,12 @@ def bootstrap(
     immunization = ImmunizationApp(
         settings.application_env("immunization", create), clock, ids, population
     )
-    return Registry(settings, clock, ids, population, mobility, immunization, qr_tokens)
+    access_log = AccessLog(settings.application_env("access", create))
+    return Registry(settings, clock, ids, population, mobility, immunization, access_log, qr_tokens)
 
 
 def migrate(settings: Settings) -> list[str]:
-    """Create the event store tables of every context (idempotent)."""
+    """Create the event store tables of every context and of the access log (idempotent)."""
     registry = bootstrap(settings, create_tables=True)
     registry.close()
-    return list(registry.apps)
+    return [*registry.apps, "access"]

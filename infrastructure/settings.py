@@ -52,7 +52,7 @@ class Settings:
                 "POSTGRES_PASSWORD": unquote(url.password or ""),
                 "POSTGRES_POOL_SIZE": str(self.pool_size),
                 "POSTGRES_MAX_OVERFLOW": str(self.pool_size * 2),
-                "POSTGRES_CONNECT_TIMEOUT": "5",
+                "POSTGRES_CONNECT_TIMEOUT": "2",
                 "POSTGRES_LOCK_TIMEOUT": "5",
                 "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "10",
             }
@@ -84,7 +84,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         encryption_key=env.get("VAXREG_ENCRYPTION_KEY") or None,
         data_dir=data_dir,
         declaration_validity=timedelta(hours=float(env.get("VAXREG_DECLARATION_HOURS", "72"))),
-        pool_size=int(env.get("VAXREG_POSTGRES_POOL_SIZE", "5")),
+        pool_size=int(env.get("VAXREG_POSTGRES_POOL_SIZE", "2")),
     )
 
 

@@ -35,7 +35,6 @@ from typing import Any, cast
 import httpx
 from eventsourcing.domain import DomainEvent
 
-from api.http.access import open_access_log
 from api.http.security import Role, TokenIssuer
 from application.commands import Request
 from application.population import CitizenDetails
@@ -107,11 +106,6 @@ class Stack:
         self.database_url = self.postgres.create_database("vaxreg")
         settings = load_settings(self.env)
         migrate(settings)
-        registry = bootstrap(settings)
-        try:
-            open_access_log(registry, create_tables=True).close()
-        finally:
-            registry.close()
         self.start_projector()
         self.start_api()
 
@@ -434,11 +428,7 @@ def count_store(stack: Stack) -> Found:
             plate = declaration.trip.vehicle_plate or ""
             declarations[plate] += 1
             declaration_ids[plate] = str(declaration.declaration_id)
-        log = open_access_log(registry)
-        try:
-            logged = len(log.reads_by("auditor-load", limit=10_000_000))
-        finally:
-            log.close()
+        logged = len(registry.access_log.reads_by("auditor-load", limit=10_000_000))
     finally:
         registry.close()
     return Found(doses, dose_ids, declarations, declaration_ids, logged)

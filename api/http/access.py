@@ -1,7 +1,7 @@
 """Recording reads of personal data, and keeping personal data out of the logs.
 
-`install_access_log(app, registry)` (in the app factory, after `create_app` has added its
-own middleware) opens the ``access`` context, mounts ``GET /v1/access-log`` and wraps the
+`install_access_log(app, registry)` (called by `create_app` after its own middleware)
+records into the registry's ``access`` context, mounts ``GET /v1/access-log`` and wraps the
 app in `AccessLogMiddleware`: a successful read on a watched route is recorded with who
 read (from the bearer token the route has verified), whom (a pseudonym) and what.
 
@@ -35,7 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.config import LOGGING_CONFIG
 
 from api.http.problems import ServiceUnavailable, problem_for_exception
-from application.access_log import AccessEntry, AccessLog, AccessRecorder
+from application.access_log import AccessEntry, AccessRecorder
 from application.ids import IdDeriver
 from domain.base import Actor
 from domain.errors import DomainError
@@ -170,26 +170,17 @@ class AccessLogMiddleware:
         return AccessEntry(reader, watched.what, subject, datetime.now(UTC))
 
 
-def open_access_log(registry: Registry, create_tables: bool | None = None) -> AccessLog:
-    """The ``access`` context on the registry's store; tables as `bootstrap` creates them."""
-    settings = registry.settings
-    create = (not settings.uses_postgres) if create_tables is None else create_tables
-    return AccessLog(settings.application_env("access", create))
-
-
 def install_access_log(
     app: FastAPI,
     registry: Registry,
     *,
-    create_tables: bool | None = None,
     watched: Mapping[str, Watched] = WATCHED,
 ) -> AccessRecorder:
     """Record reads of `app`'s watched routes and serve the log to auditors."""
     from api.http.routers import access_log
 
-    log = open_access_log(registry, create_tables)
-    recorder = AccessRecorder(log)
-    app.state.access_log = log
+    recorder = AccessRecorder(registry.access_log)
+    app.state.access_log = registry.access_log
     app.state.access_recorder = recorder
     app.include_router(access_log.router)
     app.add_middleware(AccessLogMiddleware, recorder=recorder, ids=registry.ids, watched=watched)

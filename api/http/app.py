@@ -11,7 +11,7 @@ does not answer gives a 503 with ``Retry-After``. `app_from_environment` is the 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -22,6 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from api.http import hotpath
+from api.http.access import WATCHED, Watched, install_access_log
 from api.http.metrics import LagSource, Metrics, MetricsRegistry
 from api.http.problems import (
     STORE_RETRY_AFTER_SECONDS,
@@ -76,6 +77,7 @@ def create_app(
     lag_source: LagSource | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
     close_on_shutdown: bool = False,
+    watched: Mapping[str, Watched] = WATCHED,
 ) -> FastAPI:
     """The API over `registry`; with `close_on_shutdown` the app closes it when it stops.
 
@@ -143,6 +145,7 @@ def create_app(
     for exc_class in STORE_DOWN:
         app.add_exception_handler(exc_class, store_unavailable)
     app.add_middleware(Metrics, registry=app.state.metrics)
+    install_access_log(app, registry, watched=watched)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     install_problem_handlers(app)
     return app

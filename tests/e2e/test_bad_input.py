@@ -19,7 +19,6 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 
-from api.http.access import install_access_log
 from api.http.app import MAX_BODY_BYTES, create_app
 from api.http.security import Role, TokenIssuer
 from infrastructure.bootstrap import Registry
@@ -52,9 +51,8 @@ def app(registry: Registry) -> Iterator[FastAPI]:
     runtime = ProjectionRuntime.from_registry(registry)
     runtime.catch_up()
     app = create_app(registry, read_models=runtime.read_models, lag_source=runtime.lag_seconds)
-    recorder = install_access_log(app, registry)
     yield app
-    recorder.close()
+    app.state.access_recorder.close()
 
 
 @pytest.fixture(scope="module")

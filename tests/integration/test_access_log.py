@@ -10,7 +10,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api.http.access import WATCHED, Watched, install_access_log, reader_of
+from api.http.access import WATCHED, Watched, reader_of
 from api.http.app import create_app
 from api.http.security import Role, TokenIssuer
 from application.access_log import AccessLog, AccessRecorder
@@ -44,8 +44,8 @@ def registry(tmp_path: Path, postgres_url: str) -> Iterator[Registry]:
 def _app(
     registry: Registry, watched: Mapping[str, Watched] = WATCHED
 ) -> tuple[FastAPI, AccessRecorder]:
-    app = create_app(registry)
-    recorder = install_access_log(app, registry, create_tables=True, watched=watched)
+    app = create_app(registry, watched=watched)
+    recorder: AccessRecorder = app.state.access_recorder
     RECORDERS.append(recorder)
     return app, recorder
 

@@ -19,10 +19,10 @@ import psycopg
 import pytest
 from eventsourcing.cipher import AESCipher
 
-from api.http.access import MaskPersonalData, log_config, mask, open_access_log
+from api.http.access import MaskPersonalData, log_config, mask
 from api.http.security import Role, TokenIssuer
 from bench.servers import Server, start_server
-from infrastructure.bootstrap import bootstrap, migrate
+from infrastructure.bootstrap import migrate
 from infrastructure.settings import load_settings
 from reliability import APP_FACTORY
 from tests.support.registry import TEST_ID_KEY, TEST_SECRET
@@ -76,7 +76,6 @@ def redis_server() -> Iterator[ThrowawayRedis]:
 def _prepare(env: dict[str, str]) -> None:
     settings = load_settings(env)
     migrate(settings)
-    open_access_log(bootstrap(settings), create_tables=True).close()
 
 
 @pytest.fixture
