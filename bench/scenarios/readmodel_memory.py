@@ -2,7 +2,8 @@
 
 The population goes in through the importer; every living adult gets a two-dose series
 (saved in bulk through the domain, as in `rebuild`) and every living citizen one valid
-health declaration, saved in bulk the same way. The read models are then built by the
+health declaration, saved in bulk the same way, from one of four origins of which one is
+at risk level 3 (so a quarter of them are arrivals). The read models are then built by the
 real projections (a catch-up in this process) into a namespace of the run, and every key
 of that namespace is measured with `MEMORY USAGE ... SAMPLES 0` (exact sizes, key names
 and Redis overheads included). The figure is the namespace's bytes over the citizens,
@@ -16,6 +17,7 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from application.commands import Request
 from bench.harness import BenchContext, scenario
 from bench.results import Result
 from bench.scenarios import _fixtures as fx
@@ -24,10 +26,12 @@ from domain.base import Actor
 from domain.clock import local_day
 from domain.identity import parse_person_id
 from domain.mobility import Declaration, MobilityRecord, Transport, Trip
+from domain.risk import RiskLevel
 
 GOAL_BYTES = 500.0
 OFFICER = Actor("bench-officer", "checkpoint_officer", checkpoint="HN-CP-07")
 ORIGINS = ("079", "048.490", "001.001", "031")
+HIGH_RISK_ORIGIN = ORIGINS[0]
 VALIDITY = timedelta(days=3)
 
 
@@ -61,8 +65,12 @@ def declare_in_bulk(stack: fx.Stack, citizens: Sequence[fx.Citizen], *, batch: i
 
 
 def family(key: bytes) -> str:
-    """The read model a physical key belongs to: its logical key's first part."""
-    logical = key.decode(errors="replace").rsplit("}:g", 1)[-1].partition(":")[2]
+    """The read model a physical key belongs to (its logical key's first part), or
+    "meta" for the projection's own keys."""
+    name = key.decode(errors="replace")
+    if "}:g" not in name:
+        return "meta"
+    logical = name.rsplit("}:g", 1)[1].partition(":")[2]
     return logical.partition(":")[0] or logical
 
 
@@ -80,6 +88,13 @@ def memory(ctx: BenchContext) -> Result:
         ]
         vaccinated = fx.vaccinable(entries, datetime.now(UTC).date())
         doses = fx.vaccinate_in_bulk(stack, vaccinated)
+        stack.registry.mobility.assess_risk(
+            Request(fx.SETUP_ACTOR),
+            AreaCode.parse(HIGH_RISK_ORIGIN),
+            RiskLevel(3),
+            datetime.now(UTC) - timedelta(days=1),
+            "bench",
+        )
         declarations = declare_in_bulk(stack, living)
         with fx.read_models(stack, projector=False) as models:
             models.runtime.catch_up()

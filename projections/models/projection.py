@@ -2,7 +2,7 @@
 
 Logical keys (inside the engine's ``<ns>:{citizens.p<i>}:g<gen>:`` prefix)::
 
-    c:<pseudonym>       string  <checkpoint timeline>\\x1c<state>\\x1c<eligibility>
+    c:<pseudonym>       string  <checkpoint timeline>\\x1c<deflated state\\x1celigibility>
     q:<3 hex digits>    hash    declaration id (16 bytes) -> pseudonym (16 bytes)
     o:<province>        set     pseudonyms (16 bytes) whose declaration leaves from there
     r                   hash    area risk aggregate id -> [area, [[from, level], ...]]
@@ -24,6 +24,7 @@ the event store).
 from __future__ import annotations
 
 import json
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -99,9 +100,28 @@ def declaration_bucket(declaration_id: UUID) -> str:
     return f"q:{declaration_id.hex[:3]}"
 
 
+_ZDICT = (
+    b'"booster","primary",[["comirnaty","spikevax","vaxzevria"]],'
+    b'"HN-CP-0","79-","001.","079.",1630288800000000,259200000000,18'
+)
+"""Preset dictionary of the compressed part of a stored value: text most states hold.
+Changing it means bumping the projection's version."""
+_WBITS = -10
+_MEM_LEVEL = 2
+
+
+def join_value(timeline_part: bytes, state_part: bytes, eligibility_part: bytes) -> bytes:
+    """A citizen's stored value: the timeline as served, then the state and the
+    eligibility, deflated together (the hot path never reads them)."""
+    packer = zlib.compressobj(6, zlib.DEFLATED, _WBITS, _MEM_LEVEL, zlib.Z_DEFAULT_STRATEGY, _ZDICT)
+    rest = state_part + TIMELINE_END + eligibility_part
+    return timeline_part + TIMELINE_END + packer.compress(rest) + packer.flush()
+
+
 def split_value(value: bytes) -> tuple[bytes, bytes, bytes]:
     """(timeline, state, eligibility) of a citizen's stored value."""
-    timeline_part, _, rest = value.partition(TIMELINE_END)
+    timeline_part, _, packed = value.partition(TIMELINE_END)
+    rest = zlib.decompressobj(_WBITS, _ZDICT).decompress(packed)
     state_part, _, eligibility_part = rest.partition(TIMELINE_END)
     return timeline_part, state_part, eligibility_part
 
@@ -181,7 +201,7 @@ class CitizenProjection(Projection):
     name = NAME
     contexts = ("population", "mobility", "immunization")
     topics = TOPICS
-    version = 3
+    version = 4
 
     def __init__(
         self,
@@ -290,12 +310,10 @@ class CitizenProjection(Projection):
         if stored is None and (
             state.masked_name is not None or state.has_vaccination_record or state.declaration
         ):
-            value = (
-                timeline(state, risk, self.policy, self.catalogue)
-                + TIMELINE_END
-                + state.encode()
-                + TIMELINE_END
-                + eligibility(state, self.catalogue)
+            value = join_value(
+                timeline(state, risk, self.policy, self.catalogue),
+                state.encode(),
+                eligibility(state, self.catalogue),
             )
         entries = arrival_entries(pseudonym, state, risk, self.policy) | worklist_entries(
             pseudonym, state, self.catalogue

@@ -1,0 +1,100 @@
+"""The stored form of a citizen: state round trips, the value's parts, memoised statuses."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from domain.status import vaccination_status
+from domain.vaccines import CATALOGUE
+from projections.models.checkpoint import encode, pick, stored_name
+from projections.models.projection import join_value, split_value
+from projections.models.state import (
+    CitizenState,
+    DeclarationState,
+    DoseState,
+    ScreeningState,
+    from_us,
+    us,
+)
+from projections.models.state import (
+    TestState as SampledTest,
+)
+
+START = datetime(2021, 6, 1, 1, 30, tzinfo=UTC)
+PRODUCTS = sorted(CATALOGUE.products)
+
+
+def full_state() -> CitizenState:
+    return CitizenState(
+        masked_name="Nguyễn T. L.",
+        date_of_birth="1990-05-01",
+        residence="079.760",
+        declaration=DeclarationState(
+            "ab" * 16, "079", "001.001", "2021-08-03", 10, 99, ["fever"], True, False, None
+        ),
+        test=SampledTest("pcr", "negative", 7),
+        doses=[
+            DoseState("0badcafe", "comirnaty", us(START), False, "79-HCM-001"),
+            DoseState("cafe0bad", "spikevax", us(START) + 5, True, "79-HCM-002", severe=True),
+        ],
+        screening=ScreeningState("postponed", 3, "79-HCM-001", "2021-09-01"),
+        registered=("79-HCM-001", 2),
+        recovered_on="2021-07-01",
+        record_moved=True,
+        seen=12345,
+    )
+
+
+def test_the_state_round_trips_with_its_name_from_the_document() -> None:
+    state = full_state()
+    assert CitizenState.decode(state.encode(), state.masked_name) == state
+    assert CitizenState.decode(CitizenState().encode()) == CitizenState()
+
+
+def test_the_gone_keep_their_name_in_the_state() -> None:
+    state = CitizenState(masked_name="Lê T. H.", date_of_birth="2001-02-14", gone=True, seen=5)
+    assert CitizenState.decode(state.encode()) == state
+
+
+def test_a_value_splits_into_its_parts_and_serves_the_timeline_unpacked() -> None:
+    timeline = encode([(0, ['"name":"A. B."', '"declaration":null']), (50, ['"name":"A. B."'])])
+    value = join_value(timeline, b"[1,2]", b"[3]")
+    assert split_value(value) == (timeline, b"[1,2]", b"[3]")
+    assert pick(value, 10) == b'{"name":"A. B.","declaration":null}'
+    assert pick(value, 50) == b'{"name":"A. B."}'
+    assert stored_name(value) == "A. B."
+
+
+dose_steps = st.lists(
+    st.tuples(st.integers(0, 120), st.booleans(), st.sampled_from(PRODUCTS)), max_size=4
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    steps=dose_steps,
+    moments=st.lists(st.integers(0, 400 * 24), min_size=1, max_size=8),
+    screened=st.sampled_from([None, "eligible", "postponed", "contraindicated"]),
+    birth=st.dates(date(1940, 1, 1), date(2012, 1, 1)),
+)
+def test_memoised_statuses_equal_the_domain_s(
+    steps: list[tuple[int, bool, str]],
+    moments: list[int],
+    screened: str | None,
+    birth: date,
+) -> None:
+    state = CitizenState(date_of_birth=birth.isoformat())
+    given = START
+    for i, (days, booster, product) in enumerate(steps):
+        given += timedelta(days=days)
+        state.doses.append(DoseState(f"{i:08x}", product, us(given), booster, "u"))
+    if screened is not None:
+        until = "2021-10-01" if screened == "postponed" else None
+        state.screening = ScreeningState(screened, us(START + timedelta(days=30)), "u", until)
+    for hours in moments:
+        at = us(START + timedelta(hours=hours))
+        expected = vaccination_status(state.as_record(), birth, from_us(at), CATALOGUE)
+        assert state.status_at(at, CATALOGUE) == expected
