@@ -52,7 +52,7 @@ class Settings:
                 "POSTGRES_PASSWORD": unquote(url.password or ""),
                 "POSTGRES_POOL_SIZE": str(self.pool_size),
                 "POSTGRES_MAX_OVERFLOW": str(self.pool_size * 2),
-                "POSTGRES_CONNECT_TIMEOUT": "2",
+                "POSTGRES_CONNECT_TIMEOUT": "3",
                 "POSTGRES_LOCK_TIMEOUT": "5",
                 "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "10",
             }

@@ -47,6 +47,7 @@ from infrastructure.settings import load_settings
 from projections.engine import positions
 from projections.runtime import ProjectionRuntime
 from reliability import APP_FACTORY
+from reliability.servers import ThrowawayPostgres, ThrowawayRedis
 
 SECRET_KEY = "fault1:reliability-run-secret-0123456789"
 ID_KEY = "reliability-run-id-key-0123456789"
@@ -61,13 +62,6 @@ four contexts and the projector can ask for more than PostgreSQL's 100 connectio
 MAX_RETRY_SLEEP_SECONDS = 1.0
 SEEDER = Request(Actor("fault-seeder", "admin"))
 READS = frozenset({"history", "lookup"})
-
-
-def _servers() -> Any:
-    """The throwaway server classes of the test support (a repository checkout is needed)."""
-    from tests.support import servers
-
-    return servers
 
 
 @dataclass
@@ -98,10 +92,9 @@ class Stack:
         return env
 
     def start(self) -> None:
-        servers = _servers()
-        self.postgres = servers.ThrowawayPostgres()
+        self.postgres = ThrowawayPostgres()
         self.postgres.start()
-        self.redis = servers.ThrowawayRedis()
+        self.redis = ThrowawayRedis()
         self.redis.start()
         self.database_url = self.postgres.create_database("vaxreg")
         settings = load_settings(self.env)

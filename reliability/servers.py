@@ -1,4 +1,4 @@
-"""Test servers: fresh databases and key prefixes on shared servers, and throwaway instances.
+"""Throwaway PostgreSQL and Redis servers on free loopback ports, for fault runs and tests.
 
 Shared servers (given by ``VAXREG_TEST_POSTGRES_URL`` / ``VAXREG_TEST_REDIS_URL``) are never
 flushed or restarted; tests get a database or key prefix of their own and it is removed

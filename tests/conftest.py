@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.support.servers import (
+from reliability.servers import (
     ServerUnavailableError,
     ThrowawayPostgres,
     ThrowawayRedis,

@@ -16,8 +16,8 @@ from api.http.app import create_app
 from api.http.security import Role, TokenIssuer
 from domain.identity import NationalId
 from infrastructure.bootstrap import Registry
+from reliability.servers import ThrowawayPostgres, ThrowawayRedis
 from tests.support.registry import MovableClock, build_registry, registry_settings
-from tests.support.servers import ThrowawayPostgres, ThrowawayRedis
 
 LAN = {
     "id_number": "079190123456",

@@ -25,8 +25,8 @@ from bench.servers import Server, start_server
 from infrastructure.bootstrap import migrate
 from infrastructure.settings import load_settings
 from reliability import APP_FACTORY
+from reliability.servers import ThrowawayRedis
 from tests.support.registry import TEST_ID_KEY, TEST_SECRET
-from tests.support.servers import ThrowawayRedis
 
 PEOPLE = [
     {

@@ -53,7 +53,7 @@ from projections.stores import (
     RedisStore,
 )
 from projections.worker import ProjectionWorker
-from tests.support.servers import ThrowawayPostgres, ThrowawayRedis
+from reliability.servers import ThrowawayPostgres, ThrowawayRedis
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -31,6 +31,7 @@ from projections.engine import positions
 from projections.models.projection import NAME
 from projections.runtime import ProjectionRuntime
 from projections.stores import RedisStore
+from reliability.servers import ThrowawayRedis
 from tests.support.registry import (
     ADMIN,
     NURSE,
@@ -42,7 +43,6 @@ from tests.support.registry import (
     dose,
     registry_settings,
 )
-from tests.support.servers import ThrowawayRedis
 from tests.unit.test_readmodels_properties import normalised
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 import redis
 
-from tests.support.servers import (
+from reliability.servers import (
     ThrowawayPostgres,
     ThrowawayRedis,
     create_database,
