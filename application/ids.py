@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from functools import lru_cache
 from uuid import UUID
 
 from domain.areas import AreaCode
 from domain.identity import PersonId, person_key
+
+CACHED_IDS = 1 << 16
 
 
 class IdDeriver:
@@ -19,8 +22,11 @@ class IdDeriver:
         if len(key) < 16:
             raise ValueError("the id key must be at least 16 bytes")
         self._key = key
+        self._derive = lru_cache(maxsize=CACHED_IDS)(self._derive_uncached)
 
-    def _derive(self, kind: str, natural_key: str) -> UUID:
+    def _derive_uncached(self, kind: str, natural_key: str) -> UUID:
+        """Checkpoint lookups derive a traveller's key on every request: the cache keeps
+        the HMAC off that path for travellers seen recently."""
         digest = hmac.new(self._key, f"{kind}\x00{natural_key}".encode(), hashlib.sha256)
         return UUID(bytes=digest.digest()[:16], version=4)
 
