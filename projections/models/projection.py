@@ -4,7 +4,9 @@ Logical keys (inside the engine's ``<ns>:{citizens.p<i>}:g<gen>:`` prefix)::
 
     c:<pseudonym>       string  <checkpoint timeline>\\x1c<deflated state\\x1celigibility>
     q:<3 hex digits>    hash    declaration id (16 bytes) -> pseudonym (16 bytes)
-    o:<province>        set     pseudonyms (16 bytes) whose declaration leaves from there
+    o:<province>:<3 hex> hash   pseudonym (16 bytes) -> "" for the travellers whose
+                                declaration leaves from there, bucketed by the pseudonym's
+                                first hex digits so buckets stay small (listpack)
     r                   hash    area risk aggregate id -> [area, [[from, level], ...]]
     a:<area>            zset    arrivals (see :mod:`.arrivals`)
     wf:<unit>, wd:<unit> zset   work lists (see :mod:`.worklists`)
@@ -94,6 +96,19 @@ TOPICS = (
 
 def citizen_key(pseudonym: str) -> str:
     return f"c:{pseudonym}"
+
+
+ORIGIN_BUCKETS = 4096
+
+
+def origin_bucket(origin: str, pseudonym: str) -> str:
+    """The bucket of the travellers leaving from the origin's province holding this one."""
+    return f"o:{split_area(origin)[0]}:{pseudonym[:3]}"
+
+
+def origin_buckets(area: str) -> list[str]:
+    """Every bucket of the travellers leaving from the area's province."""
+    return [f"o:{split_area(area)[0]}:{b:03x}" for b in range(ORIGIN_BUCKETS)]
 
 
 def declaration_bucket(declaration_id: UUID) -> str:
@@ -201,7 +216,7 @@ class CitizenProjection(Projection):
     name = NAME
     contexts = ("population", "mobility", "immunization")
     topics = TOPICS
-    version = 4
+    version = 5
 
     def __init__(
         self,
@@ -276,9 +291,9 @@ class CitizenProjection(Projection):
             if t.origin != origin_after:
                 raw = bytes.fromhex(pseudonym)
                 if t.origin is not None:
-                    view.srem(f"o:{split_area(t.origin)[0]}", raw)
+                    view.hdel(origin_bucket(t.origin, pseudonym), raw)
                 if origin_after is not None:
-                    view.sadd(f"o:{split_area(origin_after)[0]}", raw)
+                    view.hset(origin_bucket(origin_after, pseudonym), raw, b"")
 
     def _touch(self, view: ViewBatch, pseudonym: str) -> _Touched:
         """The citizen's state in this batch, with what its stored state gave."""
@@ -450,7 +465,9 @@ class CitizenProjection(Projection):
             return
         periods = [*periods, [us(e.effective_from), e.level.value]]
         view.hset(RISK_KEY, field, json.dumps([area, periods], separators=(",", ":")))
-        travellers = sorted(view.smembers(f"o:{split_area(area)[0]}"))
+        buckets = origin_buckets(area)
+        view.preload([("hgetall", bucket) for bucket in buckets])
+        travellers = sorted(p for bucket in buckets for p in view.hgetall(bucket))
         view.preload([("get", citizen_key(p.hex())) for p in travellers])
         for pseudonym in travellers:
             self._touch(view, pseudonym.hex())
