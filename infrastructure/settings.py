@@ -23,6 +23,7 @@ CONTEXTS = ("population", "mobility", "immunization")
 class Settings:
     database_url: str
     redis_url: str | None
+    redis_namespace: str
     secret_keys: KeyRing
     id_key: bytes
     encryption_key: str | None
@@ -79,6 +80,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         database_url=database_url,
         redis_url=env.get("VAXREG_REDIS_URL") or None,
+        redis_namespace=env.get("VAXREG_REDIS_NAMESPACE", "vaxreg"),
         secret_keys=KeyRing.from_setting(secret),
         id_key=id_key.encode(),
         encryption_key=env.get("VAXREG_ENCRYPTION_KEY") or None,

@@ -10,10 +10,11 @@ Entry points (also for the benchmark scenarios)::
     runtime.sync_read_models            # the same queries, synchronous
     runtime.lag() / runtime.lag_seconds()
 
-With ``settings.redis_url`` set the store is a `RedisStore` (namespace ``vaxreg`` unless
-given) and ``vaxreg projector`` runs the worker in its own process; without it the
-store is an in-process `MemoryStore` and `ReadModels.start()` (called by the app's
-lifespan) runs the worker in a thread of the API process: the embedded default.
+With ``settings.redis_url`` set the store is a `RedisStore` (keys under
+``VAXREG_REDIS_NAMESPACE``) and ``vaxreg projector`` runs the worker in its own
+process; without it the store is an in-process `MemoryStore` and `ReadModels.start()`
+(called by the app's lifespan) runs the worker in a thread of the API process: the
+embedded default.
 """
 
 from __future__ import annotations
@@ -32,8 +33,6 @@ from projections.models.projection import CitizenProjection, Owners
 from projections.reader import ReadModels, SyncReadModels
 from projections.stores import MemoryStore, ReadModelStore, RedisStore
 from projections.worker import ProjectionWorker
-
-DEFAULT_NAMESPACE = "vaxreg"
 
 
 def owner_lookup(registry: Registry) -> Callable[[str, UUID], str]:
@@ -84,10 +83,12 @@ class ProjectionRuntime:
 
     @classmethod
     def from_registry(
-        cls, registry: Registry, namespace: str = DEFAULT_NAMESPACE, **options: Any
+        cls, registry: Registry, namespace: str | None = None, **options: Any
     ) -> ProjectionRuntime:
-        """Redis when the settings name it, else the embedded in-process store."""
+        """Redis when the settings name it, else the embedded in-process store; keys
+        under `namespace`, by default the settings' ``VAXREG_REDIS_NAMESPACE``."""
         url = registry.settings.redis_url
+        namespace = namespace or registry.settings.redis_namespace
         if url is None:
             return cls(registry, MemoryStore(namespace), embedded=True, **options)
         store = RedisStore(redis.Redis.from_url(url), namespace)

@@ -21,10 +21,10 @@ import typer
 from infrastructure.bootstrap import bootstrap
 from infrastructure.settings import load_settings
 from projections.engine import RebuildProgress
-from projections.runtime import DEFAULT_NAMESPACE, ProjectionRuntime
+from projections.runtime import ProjectionRuntime
 
 
-def _runtime(namespace: str) -> ProjectionRuntime:
+def _runtime() -> ProjectionRuntime:
     settings = load_settings()
     if settings.redis_url is None:
         typer.echo(
@@ -33,17 +33,14 @@ def _runtime(namespace: str) -> ProjectionRuntime:
             err=True,
         )
         raise typer.Exit(2)
-    return ProjectionRuntime.from_registry(bootstrap(settings), namespace)
+    return ProjectionRuntime.from_registry(bootstrap(settings))
 
 
-Namespace = Annotated[str, typer.Option(help="Key namespace of the read models in Redis.")]
-
-
-def projector(namespace: Namespace = DEFAULT_NAMESPACE) -> None:
+def projector() -> None:
     """Keep the read models up to date until SIGTERM or SIGINT (supervised: a lost
     connection restarts the subscription; lost read models are rebuilt)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    runtime = _runtime(namespace)
+    runtime = _runtime()
     stopping = threading.Event()
 
     def stop(signum: int, _: FrameType | None) -> None:
@@ -63,10 +60,9 @@ def projector(namespace: Namespace = DEFAULT_NAMESPACE) -> None:
 
 def rebuild(
     name: Annotated[str | None, typer.Argument(help="Projection (default: all).")] = None,
-    namespace: Namespace = DEFAULT_NAMESPACE,
 ) -> None:
     """Replay the events into fresh keys, then switch readers over atomically."""
-    runtime = _runtime(namespace)
+    runtime = _runtime()
     try:
         with typer.progressbar(length=1, label="rebuilding", show_eta=False) as bar:
 
@@ -85,11 +81,10 @@ def rebuild(
 
 
 def lag(
-    namespace: Namespace = DEFAULT_NAMESPACE,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Events and seconds behind the event store, per projection and context."""
-    runtime = _runtime(namespace)
+    runtime = _runtime()
     try:
         measured = runtime.lag()
     finally:

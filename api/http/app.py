@@ -158,6 +158,7 @@ def app_from_environment() -> FastAPI:
     return create_app(
         registry,
         read_models=runtime.read_models,
+        redis_prefix=f"{registry.settings.redis_namespace}:",
         lag_source=runtime.lag_seconds,
         close_on_shutdown=True,
     )

@@ -5,47 +5,25 @@ The population goes in through the importer and the read models are built from i
 events by the real projections (a catch-up in this process) into a namespace of the
 run; the API then serves them with 2 workers and wrk drives `GET /v1/checkpoint/{id}`
 over 64 connections with a checkpoint officer's token, for living citizens (the
-deceased have no checkpoint document). `bench_app` is the API exactly
-as `app_from_environment` builds it, except that the read models' namespace comes from
-`NAMESPACE_ENV` so the run does not read or write the shared `vaxreg` keys.
+deceased have no checkpoint document). The API is `app_from_environment`, with its
+Redis keys under the run's own ``VAXREG_REDIS_NAMESPACE``.
 """
 
 from __future__ import annotations
 
-import os
 import random
 import urllib.request
 
-from fastapi import FastAPI
-
-from api.http.app import create_app
 from api.http.security import Role
 from bench.harness import BenchContext, scenario
 from bench.loadgen import run_http_load
 from bench.results import Result
 from bench.scenarios import _fixtures as fx
-from infrastructure.bootstrap import bootstrap
-from infrastructure.settings import load_settings
 
-NAMESPACE_ENV = "VAXREG_BENCH_NAMESPACE"
 CHECKPOINT = "HN-CP-07"
 GOAL_RATIO = 0.75
 GOAL_P99_FACTOR = 2.0
 PATHS = 20_000
-
-
-def bench_app() -> FastAPI:
-    """`app_from_environment` with the read models under `$VAXREG_BENCH_NAMESPACE`."""
-    from projections.runtime import ProjectionRuntime
-
-    registry = bootstrap(load_settings())
-    runtime = ProjectionRuntime.from_registry(registry, os.environ[NAMESPACE_ENV])
-    return create_app(
-        registry,
-        read_models=runtime.read_models,
-        lag_source=runtime.lag_seconds,
-        close_on_shutdown=True,
-    )
 
 
 def lookup_paths(citizens: list[fx.Citizen], count: int, seed: int) -> list[str]:
@@ -80,10 +58,10 @@ def checkpoint(ctx: BenchContext) -> Result:
         token = stack.issuer.mint(Role.CHECKPOINT_OFFICER, "bench-officer", checkpoint=CHECKPOINT)
         paths = lookup_paths(citizens, min(PATHS, 4 * population), seed=ctx.size(1, 2))
         with ctx.server(
-            "bench.scenarios.checkpoint:bench_app",
+            "api.http.app:app_from_environment",
             factory=True,
             workers=2,
-            env={**stack.env, NAMESPACE_ENV: namespace},
+            env={**stack.env, "VAXREG_REDIS_NAMESPACE": namespace},
             ready_path="/healthz",
             ready_timeout_s=60,
         ) as server:

@@ -128,13 +128,10 @@ def test_sigkill_of_the_projector_loses_and_duplicates_nothing(
         "VAXREG_ID_KEY": TEST_ID_KEY,
         "VAXREG_DATABASE_URL": postgres_url,
         "VAXREG_REDIS_URL": redis_url,
+        "VAXREG_REDIS_NAMESPACE": namespace,
         "PYTHONPATH": str(ROOT),
     }
-    command = [
-        sys.executable,
-        "-c",
-        f"from api.cli.projector import projector; projector(namespace={namespace!r})",
-    ]
+    command = [sys.executable, "-c", "from api.cli.projector import projector; projector()"]
     client = redis.Redis.from_url(redis_url)
     store = RedisStore(client, namespace)
     runtime = ProjectionRuntime(registry, store)
