@@ -4,7 +4,7 @@ Logical keys (inside the engine's ``<ns>:{citizens.p<i>}:g<gen>:`` prefix)::
 
     c:<pseudonym>       string  <checkpoint timeline>\\x1c<deflated state\\x1celigibility>
     q:<3 hex digits>    hash    declaration id (16 bytes) -> pseudonym (16 bytes)
-    o:<province>:<3 hex> hash   pseudonym (16 bytes) -> "" for the travellers whose
+    o:<province>:<2 hex> hash   pseudonym (16 bytes) -> "" for the travellers whose
                                 declaration leaves from there, bucketed by the pseudonym's
                                 first hex digits so buckets stay small (listpack)
     r                   hash    area risk aggregate id -> [area, [[from, level], ...]]
@@ -98,17 +98,19 @@ def citizen_key(pseudonym: str) -> str:
     return f"c:{pseudonym}"
 
 
-ORIGIN_BUCKETS = 4096
+ORIGIN_BUCKETS = 256
+"""Below 512 travellers per bucket (131k per province) a bucket is a listpack: about a
+third of a set member's size; above, a bucket costs what a set would."""
 
 
 def origin_bucket(origin: str, pseudonym: str) -> str:
     """The bucket of the travellers leaving from the origin's province holding this one."""
-    return f"o:{split_area(origin)[0]}:{pseudonym[:3]}"
+    return f"o:{split_area(origin)[0]}:{pseudonym[:2]}"
 
 
 def origin_buckets(area: str) -> list[str]:
     """Every bucket of the travellers leaving from the area's province."""
-    return [f"o:{split_area(area)[0]}:{b:03x}" for b in range(ORIGIN_BUCKETS)]
+    return [f"o:{split_area(area)[0]}:{b:02x}" for b in range(ORIGIN_BUCKETS)]
 
 
 def declaration_bucket(declaration_id: UUID) -> str:
@@ -216,7 +218,7 @@ class CitizenProjection(Projection):
     name = NAME
     contexts = ("population", "mobility", "immunization")
     topics = TOPICS
-    version = 5
+    version = 6
 
     def __init__(
         self,
