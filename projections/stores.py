@@ -94,6 +94,15 @@ class PartitionCommit:
     ops: Sequence[Op]
 
 
+class ReadModelsUnavailable(RuntimeError):
+    """A projection has no current generation: never built, or lost (Redis restarted
+    empty) and being rebuilt. Readers raise it rather than answer "not found"."""
+
+    def __init__(self, projection: str) -> None:
+        super().__init__(f"the {projection!r} read models are being built")
+        self.projection = projection
+
+
 def check_name(name: str) -> str:
     if not _NAME.match(name):
         msg = f"invalid projection name {name!r}: use letters, digits, '_' and '-'"
@@ -508,23 +517,29 @@ class MemoryReader:
             return None
         return self._store.layout.key(projection, info.gen, partition, logical_key)
 
-    def get(self, projection: str, logical_key: str, partition: int = 0) -> bytes | None:
+    def _data_key(self, projection: str, logical_key: str, partition: int) -> str:
         key = self.physical_key(projection, logical_key, partition)
-        return None if key is None else self._store.get(key)
+        if key is None:
+            raise ReadModelsUnavailable(projection)
+        return key
+
+    def get(self, projection: str, logical_key: str, partition: int = 0) -> bytes | None:
+        key = self._data_key(projection, logical_key, partition)
+        return self._store.get(key)
 
     def hget(
         self, projection: str, logical_key: str, field: bytes | str, partition: int = 0
     ) -> bytes | None:
-        key = self.physical_key(projection, logical_key, partition)
-        return None if key is None else self._store.hget(key, _encode(field))
+        key = self._data_key(projection, logical_key, partition)
+        return self._store.hget(key, _encode(field))
 
     def hgetall(self, projection: str, logical_key: str, partition: int = 0) -> dict[bytes, bytes]:
-        key = self.physical_key(projection, logical_key, partition)
-        return {} if key is None else self._store.hgetall(key)
+        key = self._data_key(projection, logical_key, partition)
+        return self._store.hgetall(key)
 
     def smembers(self, projection: str, logical_key: str, partition: int = 0) -> set[bytes]:
-        key = self.physical_key(projection, logical_key, partition)
-        return set() if key is None else self._store.smembers(key)
+        key = self._data_key(projection, logical_key, partition)
+        return self._store.smembers(key)
 
     def zrangebyscore(
         self,
@@ -535,9 +550,7 @@ class MemoryReader:
         limit: int = 100,
         partition: int = 0,
     ) -> list[tuple[bytes, float]]:
-        key = self.physical_key(projection, logical_key, partition)
-        if key is None:
-            return []
+        key = self._data_key(projection, logical_key, partition)
         return self._store.zrangebyscore(key, min_score, max_score, limit)
 
 
@@ -848,10 +861,10 @@ class RedisReader(_ReaderBase):
         pipe.execute_command(cmd[0], key, *cmd[1])  # type: ignore[no-untyped-call]
         raw_gen, value = pipe.execute()
         current = self._remember(projection, raw_gen)
-        if current == gen:
-            return value if gen is not None else None
         if current is None:
-            return None
+            raise ReadModelsUnavailable(projection)
+        if current == gen:
+            return value
         key = self._key(projection, current, logical_key, partition)
         return self.client.execute_command(  # type: ignore[no-untyped-call]
             cmd[0], key, *cmd[1]
@@ -917,10 +930,10 @@ class AsyncRedisReader(_ReaderBase):
         pipe.execute_command(cmd[0], self._key(projection, gen, logical_key, partition), *cmd[1])
         raw_gen, value = await pipe.execute()
         current = self._remember(projection, raw_gen)
-        if current == gen:
-            return value if gen is not None else None
         if current is None:
-            return None
+            raise ReadModelsUnavailable(projection)
+        if current == gen:
+            return value
         key = self._key(projection, current, logical_key, partition)
         return await self.client.execute_command(  # type: ignore[no-untyped-call]
             cmd[0], key, *cmd[1]

@@ -43,6 +43,7 @@ from api.http.security import (
 from infrastructure.bootstrap import Registry, bootstrap
 from infrastructure.settings import load_settings
 from projections.runtime import ProjectionRuntime
+from projections.stores import ReadModelsUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ def create_app(
         )
         return problem_for_exception(error, instance=request.url.path)
 
-    for exc_class in STORE_DOWN:
+    for exc_class in (*STORE_DOWN, ReadModelsUnavailable):
         app.add_exception_handler(exc_class, store_unavailable)
     app.add_middleware(Metrics, registry=app.state.metrics)
     install_access_log(app, registry, watched=watched)

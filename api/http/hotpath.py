@@ -25,7 +25,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from api.http.dependencies import API_PREFIX
-from api.http.problems import problem_for_exception, problem_responses
+from api.http.problems import ServiceUnavailable, problem_for_exception, problem_responses
 from api.http.routers.queries import POSITION_PATTERN, reach, read_models
 from api.http.security import (
     AuthenticationError,
@@ -37,10 +37,12 @@ from api.http.security import (
 from domain.errors import CitizenNotFound, DeclarationNotFound, InvalidValue
 from domain.identity import parse_person_id
 from infrastructure.bootstrap import Registry
+from projections.stores import ReadModelsUnavailable
 
 ROLES = frozenset({Role.CHECKPOINT_OFFICER, Role.AUDITOR, Role.ADMIN})
 PRINCIPAL_TTL_SECONDS = 2.0
 PRINCIPAL_CACHE_SIZE = 10_000
+REBUILD_RETRY_AFTER_SECONDS = 2
 BY_ID = f"{API_PREFIX}/checkpoint/{{id_number}}"
 BY_TOKEN = f"{API_PREFIX}/checkpoint/by-token/{{qr_token}}"
 _POSITION = re.compile(POSITION_PATTERN)
@@ -159,6 +161,12 @@ def _endpoint(
             if document is None:
                 raise CitizenNotFound("no checkpoint status is known for this person")
             return Response(document, media_type="application/json")
+        except ReadModelsUnavailable:
+            rebuilding = ServiceUnavailable(
+                "checkpoint status is being rebuilt; try again shortly",
+                retry_after=REBUILD_RETRY_AFTER_SECONDS,
+            )
+            return problem_for_exception(rebuilding, instance=request.url.path)
         except Exception as error:
             return problem_for_exception(error, instance=request.url.path)
 

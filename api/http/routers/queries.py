@@ -32,14 +32,16 @@ _fallback_lock = threading.Lock()
 
 def read_models(request: Request) -> ReadModels:
     """The app's read models; an app built without them reads an embedded set of its own,
-    caught up on demand by ``wait_for``."""
+    built when first read and caught up on demand by ``wait_for``."""
     found = getattr(request.app.state, "read_models", None)
     if isinstance(found, ReadModels):
         return found
     with _fallback_lock:
         found = getattr(request.app.state, "read_models", None)
         if not isinstance(found, ReadModels):
-            found = ProjectionRuntime.from_registry(get_registry(request)).read_models
+            runtime = ProjectionRuntime.from_registry(get_registry(request))
+            runtime.catch_up()
+            found = runtime.read_models
             request.app.state.read_models = found
     return found
 
