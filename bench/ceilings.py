@@ -1,7 +1,8 @@
 """The ceilings of the building blocks, measured in the same run as the scenarios.
 
-See /work/shared/reference/ceilings.md for how each was first measured. Each function
-returns a `Result` named `ceiling.<name>`; `BenchContext.ceiling(name)` memoises it.
+Each mirrors how the building block's own tool measures it (pgbench-style inserts, COPY,
+a bare ASGI endpoint under wrk). Each function returns a `Result` named
+`ceiling.<name>`; `BenchContext.ceiling(name)` memoises it.
 """
 
 from __future__ import annotations
