@@ -185,6 +185,10 @@ class CitizenState:
     _protected_from: dict[tuple[int, bool], date | None] = field(
         default_factory=dict, repr=False, compare=False
     )
+    _by_moment: dict[int, VaccinationStatus] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    _record: VaccinationRecord | None = field(default=None, repr=False, compare=False)
 
     def encode(self) -> bytes:
         """The stored state; the masked name only when there is no document to hold it."""
@@ -246,6 +250,8 @@ class CitizenState:
         primary dose yet) or whether protection has started; so with a primary dose,
         days on the same side of `protected_from` share one computation.
         """
+        if at in self._by_moment:
+            return self._by_moment[at]
         dob = self.dob
         if dob is None:
             return None
@@ -262,17 +268,22 @@ class CitizenState:
             key = (*base, protected_from is not None and day >= protected_from)
         found = self._statuses.get(key)
         if found is None:
-            found = vaccination_status(self.as_record(), dob, moment, catalogue)
+            if self._record is None:
+                self._record = self.as_record()
+            found = vaccination_status(self._record, dob, moment, catalogue)
             if primary:
                 protected_from = self._protected_from[base] = found.protected_from
                 key = (*base, protected_from is not None and day >= protected_from)
             self._statuses[key] = found
+        self._by_moment[at] = found
         return found
 
     def changed(self) -> None:
         """Forget the statuses computed before a change."""
         self._statuses.clear()
         self._protected_from.clear()
+        self._by_moment.clear()
+        self._record = None
 
     def as_record(self) -> VaccinationRecord:
         """The kept part of the vaccination record, for the domain's pure status function.
