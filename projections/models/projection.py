@@ -3,7 +3,7 @@
 Logical keys (inside the engine's ``<ns>:{citizens.p<i>}:g<gen>:`` prefix)::
 
     c:<pseudonym>       string  <checkpoint timeline>\\x1c<deflated state\\x1celigibility>
-    q:<3 hex digits>    hash    declaration id (16 bytes) -> pseudonym (16 bytes)
+    q:<2 hex digits>    hash    declaration id (16 bytes) -> pseudonym (16 bytes)
     o:<province>:<2 hex> hash   pseudonym (16 bytes) -> "" for the travellers whose
                                 declaration leaves from there, bucketed by the pseudonym's
                                 first hex digits so buckets stay small (listpack)
@@ -114,7 +114,8 @@ def origin_buckets(area: str) -> list[str]:
 
 
 def declaration_bucket(declaration_id: UUID) -> str:
-    return f"q:{declaration_id.hex[:3]}"
+    """One of 256 buckets: listpacks up to 131k current declarations, like ``o:``."""
+    return f"q:{declaration_id.hex[:2]}"
 
 
 _ZDICT = (
@@ -218,7 +219,7 @@ class CitizenProjection(Projection):
     name = NAME
     contexts = ("population", "mobility", "immunization")
     topics = TOPICS
-    version = 6
+    version = 7
 
     def __init__(
         self,
