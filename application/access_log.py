@@ -129,6 +129,9 @@ def reader_stream(user_id: str) -> UUID:
     return _stream("reader", user_id)
 
 
+MAX_VERSION = 2**63 - 1
+
+
 def _micros(moment: datetime) -> int:
     return int(moment.timestamp() * 1_000_000)
 
@@ -138,9 +141,15 @@ def _version(moment: datetime) -> int:
 
 
 def _version_range(since: datetime | None, until: datetime | None) -> tuple[int | None, int | None]:
+    """Versions of reads after `since` up to `until`, clamped to what the store holds
+    (a bigint), so absurd bounds such as the year 9999 ask for nothing rather than fail."""
     gt = _micros(since) * TIEBREAKS - 1 if since is not None else None
     lte = _micros(until) * TIEBREAKS + TIEBREAKS - 1 if until is not None else None
-    return gt, lte
+    return _clamp(gt), _clamp(lte)
+
+
+def _clamp(version: int | None) -> int | None:
+    return None if version is None else max(-1, min(version, MAX_VERSION))
 
 
 def _spans(entries: Sequence[AccessEntry]) -> list[list[AccessEntry]]:

@@ -70,12 +70,11 @@ class DataclassAsDict(Transcoding):
         self.type = dataclass_type
         self.name = name
         hints = typing.get_type_hints(dataclass_type)
-        self._tuple_fields = {
-            f.name for f in dataclasses.fields(dataclass_type) if _is_tuple(hints[f.name])
-        }
+        self._names = tuple(f.name for f in dataclasses.fields(dataclass_type))
+        self._tuple_fields = {name for name in self._names if _is_tuple(hints[name])}
 
     def encode(self, obj: Any) -> dict[str, Any]:
-        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+        return {name: getattr(obj, name) for name in self._names}
 
     def decode(self, data: dict[str, Any]) -> Any:
         for field in self._tuple_fields:

@@ -32,7 +32,7 @@ from api.http.problems import (
     problem_for_exception,
 )
 from api.http.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
-from api.http.routers import ROUTERS, health, queries
+from api.http.routers import ROUTERS, health, imports, queries
 from api.http.routers.events import EventFeed
 from api.http.security import (
     MemoryRevocationList,
@@ -147,7 +147,7 @@ def create_app(
         app.add_exception_handler(exc_class, store_unavailable)
     app.add_middleware(Metrics, registry=app.state.metrics)
     install_access_log(app, registry, watched=watched)
-    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes, exempt=(imports.IMPORTS_PATH,))
     install_problem_handlers(app)
     return app
 

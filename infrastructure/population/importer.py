@@ -92,8 +92,6 @@ from infrastructure.population.rows import (
 
 IMPORT_ACTOR: Final = Actor(user_id="population-register-import", role="system")
 CORRECTION_REASON: Final = "population register extract"
-CONFLICTS_WITH_RECORD: Final = "conflicts_with_record"
-"""Reason code of a row the citizen's record refuses (deceased, moved)."""
 
 DEFAULT_BATCH_SIZE: Final = 10_000
 DEFAULT_CHUNK_LINES: Final = 2_000
@@ -667,7 +665,7 @@ class PopulationImport:
                     except InvalidValue as error:
                         return Rejected(row.line, Reason.BAD_DATE.value, error.message)
         except (CitizenDeceased, CitizenMoved) as error:
-            return Rejected(row.line, CONFLICTS_WITH_RECORD, error.message)
+            return Rejected(row.line, Reason.CONFLICTS_WITH_RECORD.value, error.message)
         except DomainError as error:
             return Rejected(row.line, _registration_reason(error).value, error.message)
         events = citizen.collect_events()

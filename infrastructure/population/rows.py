@@ -91,6 +91,8 @@ class Reason(StrEnum):
     LINE_TOO_LONG = "line_too_long"
     DUPLICATE_ID = "duplicate_id"
     """Raised by the importer: an ID seen earlier in the same file."""
+    CONFLICTS_WITH_RECORD = "conflicts_with_record"
+    """Raised by the importer: the register's record refuses the change (deceased, moved)."""
 
 
 class RowRejected(Exception):

@@ -48,6 +48,7 @@ MATRIX: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/v1/lots/{product}/{lot_number}/recall"): ADMIN_ONLY,
     ("GET", "/v1/events"): frozenset({Role.INTEGRATOR, Role.AUDITOR}),
     ("GET", "/v1/access-log"): frozenset({Role.AUDITOR}),
+    ("POST", "/v1/admin/population/imports"): ADMIN_ONLY,
     ("GET", "/v1/events/stream"): frozenset({Role.INTEGRATOR, Role.AUDITOR}),
     ("GET", "/v1/checkpoint/{id_number}"): CHECKPOINT_READERS,
     ("GET", "/v1/checkpoint/by-token/{qr_token}"): CHECKPOINT_READERS,

@@ -10,6 +10,7 @@ from api.http.routers import (
     declarations,
     events,
     history,
+    imports,
     lots,
     risk_levels,
     vaccinations,
@@ -24,4 +25,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     vaccinations.router,
     lots.router,
     events.router,
+    imports.router,
 )

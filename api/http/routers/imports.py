@@ -23,6 +23,8 @@ from api.http.security import Principal, Role, require
 from infrastructure.population.importer import PopulationImport, Rejected
 
 router = APIRouter(prefix=f"{API_PREFIX}/admin/population", tags=["admin"])
+IMPORTS_PATH = f"{API_PREFIX}/admin/population/imports"
+"""Streamed with a per-line limit, so the app's body size limit does not apply here."""
 
 NDJSON = "application/x-ndjson"
 MAX_REJECTS_SHOWN = 1000
