@@ -2,7 +2,9 @@
 
 A command that carries a request id saves a `CommandReceipt` in the same transaction as
 its events. Its id derives from the issuer and the request id, so a second attempt
-cannot record twice: it finds the receipt and returns the first result instead.
+cannot record twice: it finds the receipt and returns the first result instead. A copy
+of the request still in flight when the first commits may find the receipt only after
+its own rules refused the now-changed record; it then answers with the first result too.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from application.group_commit import GroupCommitter
 from application.ids import IdDeriver
 from application.transcoding import register_transcodings
 from domain.base import Actor, Clock, recording_clock
-from domain.errors import Conflict, IdempotencyKeyReused, InvalidValue
+from domain.errors import Conflict, DomainError, IdempotencyKeyReused, InvalidValue
 
 MAX_ATTEMPTS = 5
 MAX_REQUEST_ID_LENGTH = 200
@@ -122,12 +124,19 @@ class RegistryApplication(Application[UUID]):
         if request.request_id is not None:
             _check_request_id(request.request_id)
             receipt_id = self.ids.receipt(request.actor.user_id, request.request_id)
-            earlier = self._replay(receipt_id, command, digest)
-            if earlier is not None:
-                return earlier
+        earlier = self._replay(receipt_id, command, digest)
+        if earlier is not None:
+            return earlier
         for attempt in range(MAX_ATTEMPTS):
+            try:
+                with recording_clock(self.clock):
+                    aggregates, result = work()
+            except DomainError:
+                earlier = self._replay(receipt_id, command, digest)
+                if earlier is not None:
+                    return earlier
+                raise
             with recording_clock(self.clock):
-                aggregates, result = work()
                 if receipt_id is not None:
                     receipt = CommandReceipt(
                         receipt_id, request.actor.user_id, command, digest, result
@@ -138,10 +147,9 @@ class RegistryApplication(Application[UUID]):
             try:
                 recordings = self.committer.save(aggregates)
             except IntegrityError:
-                if receipt_id is not None:
-                    earlier = self._replay(receipt_id, command, digest)
-                    if earlier is not None:
-                        return earlier
+                earlier = self._replay(receipt_id, command, digest)
+                if earlier is not None:
+                    return earlier
                 time.sleep(random.uniform(0, 0.005 * 2**attempt))
                 continue
             last = max(r.notification.id for r in recordings)
@@ -151,7 +159,10 @@ class RegistryApplication(Application[UUID]):
             attempts=MAX_ATTEMPTS,
         )
 
-    def _replay(self, receipt_id: UUID, command: str, digest: str) -> Outcome | None:
+    def _replay(self, receipt_id: UUID | None, command: str, digest: str) -> Outcome | None:
+        """The first outcome of this request, if it has one."""
+        if receipt_id is None:
+            return None
         receipt = self.find(receipt_id, CommandReceipt)
         if receipt is None:
             return None

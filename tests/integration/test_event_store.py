@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from application.commands import Request
+from application.commands import CommandReceipt, Request
 from application.immunization import IdentityAtSite
 from domain.doses import ScreeningOutcome
 from domain.errors import (
@@ -123,6 +123,34 @@ def test_a_retried_request_returns_the_first_result_and_records_once(
     assert registry.immunization.head() == head
     with pytest.raises(IdempotencyKeyReused):
         registry.immunization.record_dose(retry, LAN_AT_SITE, dose("comirnaty", "PF1", clock.now))
+
+
+def test_a_copy_of_a_request_in_flight_when_the_first_commits_answers_its_result(
+    registry: Registry, clock: MovableClock
+) -> None:
+    """The copy looked for the receipt before the first copy committed, then loaded the
+    record after: the dose it brings is now a duplicate, yet it answers the first result."""
+    registry.population.register_citizen(ADMIN, LAN)
+    retry = Request(NURSE, request_id="site-42/visit-9")
+    given = dose("vaxzevria", "AZ1", clock.now)
+    first = registry.immunization.record_dose(retry, LAN_AT_SITE, given)
+    head = registry.immunization.head()
+    original_find = registry.immunization.find
+    receipt_lookups: list[object] = []
+
+    def find_before_the_first_commit(aggregate_id: Any, kind: Any) -> Any:
+        if kind is CommandReceipt and not receipt_lookups:
+            receipt_lookups.append(aggregate_id)
+            return None
+        return original_find(aggregate_id, kind)
+
+    registry.immunization.find = find_before_the_first_commit  # type: ignore[method-assign]
+    late_copy = registry.immunization.record_dose(retry, LAN_AT_SITE, given)
+
+    assert receipt_lookups
+    assert late_copy.replayed
+    assert late_copy.result == first.result
+    assert registry.immunization.head() == head
 
 
 def test_two_writers_racing_on_one_citizen_both_land_after_one_retry(
