@@ -12,14 +12,13 @@ from typing import Any
 
 import jwt
 import pytest
-from fastapi.testclient import TestClient
 
-from api.http.app import create_app
 from api.http.schemas.events import EVENT_CONTEXTS
 from api.http.security import Role, TokenIssuer
 from domain.identity import NationalId
 from infrastructure.bootstrap import Registry
 from infrastructure.keys import KeyRing
+from tests.support.api import UNIT, Api, make_api
 from tests.support.registry import MovableClock, build_registry, registry_settings
 
 LAN = {
@@ -49,31 +48,7 @@ HOA = {
 MINH_DUPLICATE = {**MINH, "id_number": "001085004322", "phone": "0977665544"}
 CORRECTED_NAME = "Nguyễn Thị Lan Anh"
 PLATE = "51A-12345"
-UNIT, OTHER_UNIT = "79-HCM-001", "01-HN-002"
-CHECKPOINT = "HN-CP-07"
-
-
-class Api:
-    def __init__(self, client: TestClient, issuer: TokenIssuer) -> None:
-        self.client = client
-        self.issuer = issuer
-
-    def auth(self, role: Role, subject: str = "", **claims: Any) -> dict[str, str]:
-        subject = subject or {Role.CITIZEN: LAN["id_number"]}.get(role, f"{role.value}-1")
-        if role is Role.MEDICAL_STAFF:
-            claims.setdefault("unit", UNIT)
-        if role is Role.CHECKPOINT_OFFICER:
-            claims.setdefault("checkpoint", CHECKPOINT)
-        return {"Authorization": f"Bearer {self.issuer.mint(role, subject, **claims)}"}
-
-    def post(self, path: str, role: Role, body: dict[str, Any], **claims: Any) -> Any:
-        return self.client.post(path, json=body, headers=self.auth(role, **claims))
-
-    def ok(self, path: str, role: Role, body: dict[str, Any], **claims: Any) -> dict[str, Any]:
-        response = self.post(path, role, body, **claims)
-        assert response.status_code == 201, response.text
-        result: dict[str, Any] = response.json()["result"]
-        return result
+OTHER_UNIT = "01-HN-002"
 
 
 @pytest.fixture
@@ -85,7 +60,7 @@ def registry(tmp_path: Path) -> Iterator[Registry]:
 
 @pytest.fixture
 def api(registry: Registry) -> Api:
-    return Api(TestClient(create_app(registry)), TokenIssuer(registry.settings.secret_keys))
+    return make_api(registry)
 
 
 def _identity(person: dict[str, str]) -> dict[str, str]:

@@ -10,13 +10,12 @@ from typing import Any
 
 import pytest
 import redis
-from fastapi.testclient import TestClient
 
-from api.http.app import create_app
-from api.http.security import Role, TokenIssuer
+from api.http.security import Role
 from domain.identity import NationalId
 from infrastructure.bootstrap import Registry
 from reliability.servers import ThrowawayPostgres, ThrowawayRedis
+from tests.support.api import CHECKPOINT, UNIT, Api, make_api
 from tests.support.registry import MovableClock, build_registry, registry_settings
 
 LAN = {
@@ -44,32 +43,6 @@ OTHERS = [
         "phone": "0935123456",
     },
 ]
-UNIT = "79-HCM-001"
-CHECKPOINT = "HN-CP-07"
-
-
-class Api:
-    """A test client with a bearer token per role."""
-
-    def __init__(self, client: TestClient, issuer: TokenIssuer) -> None:
-        self.client = client
-        self.issuer = issuer
-
-    def auth(self, role: Role, subject: str = "", **claims: Any) -> dict[str, str]:
-        subject = subject or {Role.CITIZEN: LAN["id_number"]}.get(role, f"{role.value}-1")
-        if role is Role.MEDICAL_STAFF:
-            claims.setdefault("unit", UNIT)
-        if role is Role.CHECKPOINT_OFFICER:
-            claims.setdefault("checkpoint", CHECKPOINT)
-        return {"Authorization": f"Bearer {self.issuer.mint(role, subject, **claims)}"}
-
-    def post(self, path: str, role: Role, body: dict[str, Any], **headers: str) -> Any:
-        return self.client.post(path, json=body, headers=self.auth(role) | headers)
-
-
-def make_api(registry: Registry, **options: Any) -> Api:
-    app = create_app(registry, **options)
-    return Api(TestClient(app), TokenIssuer(registry.settings.secret_keys))
 
 
 @pytest.fixture
@@ -322,11 +295,11 @@ def test_a_retry_answers_the_first_response_and_a_reused_key_is_refused(
     )
     body = dose_body("2021-08-02T09:00:00+07:00")
     first = api.post(
-        "/v1/vaccinations/doses", Role.MEDICAL_STAFF, body, **{"Idempotency-Key": "visit-7"}
+        "/v1/vaccinations/doses", Role.MEDICAL_STAFF, body, headers={"Idempotency-Key": "visit-7"}
     )
     head = registry.immunization.head()
     again = api.post(
-        "/v1/vaccinations/doses", Role.MEDICAL_STAFF, body, **{"Idempotency-Key": "visit-7"}
+        "/v1/vaccinations/doses", Role.MEDICAL_STAFF, body, headers={"Idempotency-Key": "visit-7"}
     )
 
     assert (first.status_code, again.status_code) == (201, 201)
@@ -338,7 +311,7 @@ def test_a_retry_answers_the_first_response_and_a_reused_key_is_refused(
         "/v1/vaccinations/doses",
         Role.MEDICAL_STAFF,
         dose_body("2021-08-02T10:00:00+07:00"),
-        **{"Idempotency-Key": "visit-7"},
+        headers={"Idempotency-Key": "visit-7"},
     )
     assert (reused.status_code, reused.json()["code"]) == (422, "idempotency_key_reused")
     twice = api.post("/v1/citizens", Role.ADMIN, LAN)

@@ -16,7 +16,8 @@ from api.http.security import Role
 from infrastructure.bootstrap import Registry
 from projections.runtime import ProjectionRuntime
 from projections.stores import RedisStore
-from tests.e2e.test_api_flow import CHECKPOINT, LAN, OTHERS, UNIT, Api, dose_body, make_api
+from tests.e2e.test_api_flow import LAN, OTHERS, dose_body
+from tests.support.api import CHECKPOINT, UNIT, Api, make_api
 from tests.support.registry import MovableClock, build_registry, registry_settings
 
 
