@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
@@ -448,19 +446,9 @@ def test_principal_can_be_overridden() -> None:
 
 
 @pytest.fixture
-def redis_client() -> Iterator[tuple[redis.Redis, str]]:
-    client = redis.Redis.from_url(
-        os.environ.get("VAXREG_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-    )
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.skip("no Redis server")
-    prefix = f"vaxreg-test:{uuid.uuid4().hex}:revoked:"
-    yield client, prefix
-    keys = list(client.scan_iter(match=prefix + "*"))
-    if keys:
-        client.delete(*keys)
+def redis_client(redis_url: str, redis_prefix: str) -> Iterator[tuple[redis.Redis, str]]:
+    client = redis.Redis.from_url(redis_url)
+    yield client, f"{redis_prefix}revoked:"
     client.close()
 
 
