@@ -15,16 +15,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
-from uuid import UUID
 
 import pytest
 import redis
 import redis.asyncio
-from eventsourcing.application import Application
-from eventsourcing.domain import Aggregate, event
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -54,32 +51,10 @@ from projections.stores import (
 )
 from projections.worker import ProjectionWorker
 from reliability.servers import ThrowawayPostgres, ThrowawayRedis
+from tests.support.toy import Counter, Counters, record
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class Counter(Aggregate):
-    TOPIC = "toy-int:Counter"
-
-    class Created(Aggregate.Created):
-        TOPIC = "toy-int:Counter.Created"
-        label: str
-
-    class Bumped(Aggregate.Event):
-        TOPIC = "toy-int:Counter.Bumped"
-        amount: int
-
-    @event(Created)
-    def __init__(self, label: str) -> None:
-        self.label = label
-
-    @event(Bumped)
-    def bump(self, amount: int) -> None:
-        pass
-
-
-class Counters(Application[UUID]):
-    pass
 
 
 class CounterView(Projection):
@@ -139,20 +114,6 @@ def postgres_env(url: str) -> dict[str, str]:
     }
 
 
-def record(app: Counters, steps: list[tuple[int, int]], counters: list[Counter]) -> int:
-    """Apply (counter index, amount) steps; an index beyond the list creates a counter."""
-    last = 0
-    for index, amount in steps:
-        if index >= len(counters):
-            counters.append(Counter(label=f"c{amount % 3}"))
-            target = counters[-1]
-        else:
-            target = counters[index]
-            target.bump(amount)
-        last = app.save(target)[-1].notification.id
-    return last
-
-
 def record_many(app: Counters, counters: int, bumps: int) -> int:
     """Create counters and bump them round-robin, 100 aggregates per save."""
     items = [Counter(label=f"c{i % 3}") for i in range(counters)]
@@ -162,15 +123,6 @@ def record_many(app: Counters, counters: int, bumps: int) -> int:
     for start in range(0, counters, 100):
         last = app.save(*items[start : start + 100])[-1].notification.id
     return last
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            msg = "condition not reached in time"
-            raise AssertionError(msg)
-        time.sleep(0.02)
 
 
 @pytest.fixture

@@ -43,10 +43,13 @@ from tests.support.registry import (
     dose,
     registry_settings,
 )
+from tests.support.waiting import wait_until
 from tests.unit.test_readmodels_properties import normalised
 
 ROOT = Path(__file__).resolve().parents[2]
 PROVINCES = ("079", "001", "048", "031")
+
+SETTLE_SECONDS = 30.0
 
 
 def person(n: int) -> CitizenDetails:
@@ -97,13 +100,6 @@ def caught_up(store: RedisStore, registry: Registry, runtime: ProjectionRuntime)
     )
 
 
-def wait_until(condition: object, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def same_as_a_rebuild(registry: Registry, client: redis.Redis, live: RedisStore, ns: str) -> None:
     fresh = ProjectionRuntime(registry, RedisStore(client, ns))
     fresh.catch_up()
@@ -137,7 +133,7 @@ def test_sigkill_of_the_projector_loses_and_duplicates_nothing(
     runtime = ProjectionRuntime(registry, store)
     first = subprocess.Popen(command, env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
     try:
-        wait_until(lambda: store.meta(NAME) is not None)
+        wait_until(lambda: store.meta(NAME) is not None, timeout=SETTLE_SECONDS)
         history(registry, clock, 0, 60)
         time.sleep(0.2)
         first.send_signal(signal.SIGKILL)
@@ -148,7 +144,7 @@ def test_sigkill_of_the_projector_loses_and_duplicates_nothing(
             first.kill()
     second = subprocess.Popen(command, env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
     try:
-        wait_until(lambda: caught_up(store, registry, runtime))
+        wait_until(lambda: caught_up(store, registry, runtime), timeout=SETTLE_SECONDS)
         second.send_signal(signal.SIGTERM)
         assert second.wait(15) == 0
     finally:
@@ -167,10 +163,10 @@ def test_a_flushed_redis_is_rebuilt_by_the_running_projector(
     history(registry, clock, 0, 15)
     runtime.start()
     try:
-        wait_until(lambda: caught_up(store, registry, runtime))
+        wait_until(lambda: caught_up(store, registry, runtime), timeout=SETTLE_SECONDS)
         client.flushall()
         history(registry, clock, 15, 5)
-        wait_until(lambda: caught_up(store, registry, runtime))
+        wait_until(lambda: caught_up(store, registry, runtime), timeout=SETTLE_SECONDS)
     finally:
         runtime.stop()
     same_as_a_rebuild(registry, client, store, "fresh")

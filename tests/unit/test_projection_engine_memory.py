@@ -6,12 +6,8 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-from uuid import UUID
 
 import pytest
-from eventsourcing.application import Application
-from eventsourcing.domain import Aggregate, event
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -32,33 +28,11 @@ from projections.engine import (
 )
 from projections.stores import MemoryStore, PartitionState
 from projections.worker import ProjectionWorker
+from tests.support.toy import Counter, Counters, record
+from tests.support.waiting import wait_until
 
 
-class Tally(Aggregate):
-    TOPIC = "toy-unit:Tally"
-
-    class Created(Aggregate.Created):
-        TOPIC = "toy-unit:Tally.Created"
-        label: str
-
-    class Bumped(Aggregate.Event):
-        TOPIC = "toy-unit:Tally.Bumped"
-        amount: int
-
-    @event(Created)
-    def __init__(self, label: str) -> None:
-        self.label = label
-
-    @event(Bumped)
-    def bump(self, amount: int) -> None:
-        pass
-
-
-class Tallies(Application[UUID]):
-    pass
-
-
-class TallyView(Projection):
+class CounterView(Projection):
     """Exercises every ViewBatch operation, reads included."""
 
     name = "tally"
@@ -66,13 +40,13 @@ class TallyView(Projection):
 
     def handle(self, event: DomainEvent, context: str, view: ViewBatch) -> None:
         key = str(event.originator_id)
-        if isinstance(event, Tally.Created):
+        if isinstance(event, Counter.Created):
             view.set(f"total:{key}", 0)
             view.sadd("labels", event.label)
             view.hset(f"info:{key}", "label", event.label)
             view.zadd("open", key, float(event.originator_version))
             view.hincrby("stats", "created")
-        elif isinstance(event, Tally.Bumped):
+        elif isinstance(event, Counter.Bumped):
             total = int(view.get(f"total:{key}") or b"0") + event.amount
             view.set(f"total:{key}", total)
             view.hincrby("stats", "bumps")
@@ -94,12 +68,12 @@ class TallyView(Projection):
                 view.set(f"total:{key}", 0)
 
 
-class PartitionedTallyView(TallyView):
+class PartitionedCounterView(CounterView):
     name = "tally-parts"
     partitions = 3
 
     def prefetch(self, event: DomainEvent, context: str) -> Iterator[Read]:
-        if isinstance(event, Tally.Bumped):
+        if isinstance(event, Counter.Bumped):
             yield ("get", f"total:{event.originator_id}")
             yield ("hgetall", f"info:{event.originator_id}")
             yield ("sismember", "big", str(event.originator_id))
@@ -113,7 +87,7 @@ class BumpCounter(Projection):
 
     name = "bumps"
     contexts = ("toy",)
-    topics = (Tally.Bumped.TOPIC,)
+    topics = (Counter.Bumped.TOPIC,)
 
     def handle(self, event: DomainEvent, context: str, view: ViewBatch) -> None:
         view.hincrby("count", "bumps")
@@ -124,7 +98,7 @@ class BatchTotals(Projection):
 
     name = "batch-totals"
     contexts = ("toy",)
-    topics = (Tally.Bumped.TOPIC,)
+    topics = (Counter.Bumped.TOPIC,)
     partitions = 2
 
     def __init__(self) -> None:
@@ -145,23 +119,8 @@ class BatchTotals(Projection):
             view.set(f"total:{key}", int(view.get(f"total:{key}") or b"0") + amount)
 
 
-def popo_app() -> Tallies:
-    return Tallies(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
-
-
-def record(app: Tallies, history: list[tuple[int, int]], tallies: list[Tally]) -> int:
-    """Apply (tally index, amount) steps; index beyond the list creates a tally."""
-    last = 0
-    for index, amount in history:
-        if index >= len(tallies):
-            tallies.append(Tally(label=f"t{amount % 3}"))
-            target = tallies[-1]
-        else:
-            target = tallies[index]
-            target.bump(amount)
-        recordings = app.save(target)
-        last = recordings[-1].notification.id
-    return last
+def popo_app() -> Counters:
+    return Counters(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
 
 
 histories = st.lists(st.tuples(st.integers(0, 3), st.integers(-3, 4)), min_size=1, max_size=60)
@@ -177,14 +136,14 @@ def test_incremental_build_equals_rebuild(
 ) -> None:
     app = popo_app()
     store = MemoryStore("t")
-    projections = [TallyView(), PartitionedTallyView(), BumpCounter()]
+    projections = [CounterView(), PartitionedCounterView(), BumpCounter()]
     worker = ProjectionWorker({"toy": app}, projections, store, batch_size=batch_size)
-    tallies: list[Tally] = []
+    counters: list[Counter] = []
     for chunk in chunks:
-        record(app, chunk, tallies)
+        record(app, chunk, counters)
         worker.catch_up()
     incremental = {p.name: store.snapshot(p.name) for p in projections}
-    bumps = (app.recorder.max_notification_id() or 0) - len(tallies)
+    bumps = (app.recorder.max_notification_id() or 0) - len(counters)
     assert store.reader().hget("bumps", "count", "bumps") == (
         str(bumps).encode() if bumps else None
     )
@@ -201,9 +160,9 @@ def test_incremental_build_equals_rebuild(
 def test_redelivered_batch_changes_nothing() -> None:
     app = popo_app()
     store = MemoryStore("t")
-    tallies: list[Tally] = []
-    record(app, [(0, 0), (0, 3), (0, 4), (1, 0), (1, 2)], tallies)
-    projection = TallyView()
+    counters: list[Counter] = []
+    record(app, [(0, 0), (0, 3), (0, 4), (1, 0), (1, 2)], counters)
+    projection = CounterView()
     worker = ProjectionWorker({"toy": app}, [projection], store)
     worker.catch_up()
     before = store.snapshot("tally")
@@ -223,18 +182,18 @@ def test_redelivered_batch_changes_nothing() -> None:
 def test_finish_runs_once_per_partition_batch_and_commits_with_it() -> None:
     app = popo_app()
     store = MemoryStore("t")
-    tallies: list[Tally] = []
-    record(app, [(0, 0), (1, 0), (0, 2), (0, 3), (1, 4), (1, 1)], tallies)
+    counters: list[Counter] = []
+    record(app, [(0, 0), (1, 0), (0, 2), (0, 3), (1, 4), (1, 1)], counters)
     projection = BatchTotals()
     worker = ProjectionWorker({"toy": app}, [projection], store, batch_size=100)
     worker.catch_up()
     expected: dict[int, dict[str, int]] = {}
-    for t in tallies:
+    for t in counters:
         expected.setdefault(partition_for(str(t.id), 2), {})[str(t.id)] = 5
     assert sorted(projection.finished) == sorted(expected.items())
     snapshot = store.snapshot("batch-totals")
     assert {k.partition(":")[2]: v for k, v in snapshot.items()} == {
-        f"total:{t.id}": b"5" for t in tallies
+        f"total:{t.id}": b"5" for t in counters
     }
 
     projection.finished.clear()
@@ -253,7 +212,7 @@ def test_finish_runs_once_per_partition_batch_and_commits_with_it() -> None:
     assert store.snapshot("batch-totals") == snapshot
 
 
-class Exploding(TallyView):
+class Exploding(CounterView):
     name = "exploding"
     fuse: int | None = None
 
@@ -267,13 +226,13 @@ class Exploding(TallyView):
 def test_failure_mid_batch_writes_nothing_and_resumes() -> None:
     app = popo_app()
     store = MemoryStore("t")
-    tallies: list[Tally] = []
-    record(app, [(0, 1), (0, 1)], tallies)
+    counters: list[Counter] = []
+    record(app, [(0, 1), (0, 1)], counters)
     projection = Exploding()
     worker = ProjectionWorker({"toy": app}, [projection], store, batch_size=100)
     worker.catch_up()
     after_first = store.snapshot("exploding")
-    record(app, [(0, 1), (0, 1), (0, 1), (0, 1)], tallies)
+    record(app, [(0, 1), (0, 1), (0, 1), (0, 1)], counters)
     projection.fuse = 6
     with pytest.raises(RuntimeError, match="boom"):
         worker.catch_up()
@@ -291,9 +250,9 @@ def test_failure_mid_batch_writes_nothing_and_resumes() -> None:
 def test_rebuild_switches_generation_and_drops_old_keys() -> None:
     app = popo_app()
     store = MemoryStore("t")
-    tallies: list[Tally] = []
-    record(app, [(0, 2), (0, 2), (0, 2), (1, 1), (1, 1)], tallies)
-    projection = TallyView()
+    counters: list[Counter] = []
+    record(app, [(0, 2), (0, 2), (0, 2), (1, 1), (1, 1)], counters)
+    projection = CounterView()
     worker = ProjectionWorker({"toy": app}, [projection], store)
     worker.catch_up()
     first = store.meta("tally")
@@ -310,7 +269,7 @@ def test_rebuild_switches_generation_and_drops_old_keys() -> None:
     assert seen[-1].done == 5
     assert seen[-1].total == 5
     assert store.reader().hget("tally", "stats", "bumps") == b"3"
-    record(app, [(0, 1)], tallies)
+    record(app, [(0, 1)], counters)
     worker.catch_up()
     assert store.reader().hget("tally", "stats", "bumps") == b"4"
 
@@ -319,13 +278,13 @@ def test_version_bump_triggers_rebuild() -> None:
     app = popo_app()
     store = MemoryStore("t")
     record(app, [(0, 2), (0, 2)], [])
-    ProjectionWorker({"toy": app}, [TallyView()], store).catch_up()
+    ProjectionWorker({"toy": app}, [CounterView()], store).catch_up()
     gen = store.meta("tally")
 
-    class TallyView2(TallyView):
+    class CounterView2(CounterView):
         version = 2
 
-    ProjectionWorker({"toy": app}, [TallyView2()], store).catch_up()
+    ProjectionWorker({"toy": app}, [CounterView2()], store).catch_up()
     info = store.meta("tally")
     assert info is not None
     assert gen is not None
@@ -333,8 +292,8 @@ def test_version_bump_triggers_rebuild() -> None:
 
 
 @pytest.fixture
-def sqlite_app(tmp_path: Path) -> Iterator[Tallies]:
-    app = Tallies(
+def sqlite_app(tmp_path: Path) -> Iterator[Counters]:
+    app = Counters(
         env={
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": str(tmp_path / "toy.db"),
@@ -344,37 +303,28 @@ def sqlite_app(tmp_path: Path) -> Iterator[Tallies]:
     app.close()
 
 
-def wait_until(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            msg = "condition not reached"
-            raise AssertionError(msg)
-        time.sleep(0.01)
-
-
-def test_running_worker_on_sqlite_wait_lag_and_loss(sqlite_app: Tallies) -> None:
+def test_running_worker_on_sqlite_wait_lag_and_loss(sqlite_app: Counters) -> None:
     store = MemoryStore("t")
-    projection = TallyView()
+    projection = CounterView()
     worker = ProjectionWorker(
         {"toy": sqlite_app}, [projection], store, poll_interval=0.01, check_interval=0.05
     )
-    tallies: list[Tally] = []
-    last = record(sqlite_app, [(0, 1)] * 5, tallies)
+    counters: list[Counter] = []
+    last = record(sqlite_app, [(0, 1)] * 5, counters)
     worker.start()
     try:
         worker.wait(f"toy:{last}", timeout=5)
-        assert store.reader().get("tally", f"total:{tallies[0].id}") == b"4"
+        assert store.reader().get("tally", f"total:{counters[0].id}") == b"4"
         lag = worker.lag()["tally"]["toy"]
         assert (lag.events, lag.seconds, lag.position) == (0, 0.0, last)
 
-        last = record(sqlite_app, [(0, 1)] * 3, tallies)
+        last = record(sqlite_app, [(0, 1)] * 3, counters)
         worker.wait({"toy": last}, timeout=5)
-        assert store.reader().get("tally", f"total:{tallies[0].id}") == b"7"
+        assert store.reader().get("tally", f"total:{counters[0].id}") == b"7"
 
         before = store.snapshot("tally")
         store.flush()
-        wait_until(lambda: store.snapshot("tally") == before)
+        wait_until(lambda: store.snapshot("tally") == before, timeout=5.0)
         worker.wait({"toy": last}, timeout=5)
     finally:
         worker.stop()
@@ -383,7 +333,7 @@ def test_running_worker_on_sqlite_wait_lag_and_loss(sqlite_app: Tallies) -> None
 def test_lag_when_behind() -> None:
     app = popo_app()
     store = MemoryStore("t")
-    worker = ProjectionWorker({"toy": app}, [TallyView()], store)
+    worker = ProjectionWorker({"toy": app}, [CounterView()], store)
     worker.catch_up()
     record(app, [(0, 1), (0, 1), (0, 1)], [])
     time.sleep(0.05)
@@ -399,17 +349,17 @@ def test_lag_when_behind() -> None:
 def test_concurrent_rebuild_while_worker_runs() -> None:
     app = popo_app()
     store = MemoryStore("t")
-    projection = TallyView()
+    projection = CounterView()
     worker = ProjectionWorker({"toy": app}, [projection], store, poll_interval=0.005)
-    tallies: list[Tally] = []
-    last = record(app, [(0, 1)] * 200, tallies)
+    counters: list[Counter] = []
+    last = record(app, [(0, 1)] * 200, counters)
     worker.start()
     worker.wait({"toy": last}, timeout=5)
     stop = threading.Event()
 
     def write() -> None:
         while not stop.wait(0.001):
-            record(app, [(0, 1)], tallies)
+            record(app, [(0, 1)], counters)
 
     writer = threading.Thread(target=write)
     writer.start()
@@ -422,8 +372,8 @@ def test_concurrent_rebuild_while_worker_runs() -> None:
     finally:
         stop.set()
         worker.stop()
-    total = tallies[0].version - 1
-    assert store.reader().get("tally", f"total:{tallies[0].id}") == str(total).encode()
+    total = counters[0].version - 1
+    assert store.reader().get("tally", f"total:{counters[0].id}") == str(total).encode()
     live = store.snapshot("tally")
     rebuild(store, projection, {"toy": app})
     assert store.snapshot("tally") == live
