@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 from eventsourcing.application import Application
 from eventsourcing.domain import DomainEventProtocol
@@ -27,6 +27,7 @@ from eventsourcing.persistence import Mapper, Notification
 from projections.stores import (
     COMMITTED,
     GenerationInfo,
+    KeyLayout,
     Op,
     PartitionCommit,
     PartitionState,
@@ -95,7 +96,8 @@ class Projection:
 
     def finish(self, view: ViewBatch) -> None:
         """Called once per partition batch, after its last :meth:`handle` and before its
-        commit; its writes are committed with the batch's, atomically.
+        commit; its writes are committed with the batch's, atomically. A rebuild replays
+        every context into one batch per partition, so it is called once, at the end.
 
         Lets :meth:`handle` record cheap changes (e.g. in ``view.scratch``) and derive
         the costly documents here, once per batch instead of once per event. It is not
@@ -136,6 +138,50 @@ class _ZSet:
         self.dropped: set[bytes] = set()
 
 
+class StoreReads(Protocol):
+    """The reads a :class:`ViewBatch` makes of its store (physical keys)."""
+
+    layout: KeyLayout
+
+    def get(self, key: str) -> bytes | None: ...
+
+    def hget(self, key: str, field: bytes) -> bytes | None: ...
+
+    def hgetall(self, key: str) -> dict[bytes, bytes]: ...
+
+    def smembers(self, key: str) -> builtins.set[bytes]: ...
+
+    def sismember(self, key: str, member: bytes) -> bool: ...
+
+    def read_many(self, reads: Sequence[tuple[str, str, bytes]]) -> list[object]: ...
+
+
+class EmptyGeneration:
+    """The reads of a generation known to hold nothing yet (a rebuild's), answered
+    without asking the store."""
+
+    def __init__(self, layout: KeyLayout) -> None:
+        self.layout = layout
+
+    def get(self, key: str) -> bytes | None:
+        return None
+
+    def hget(self, key: str, field: bytes) -> bytes | None:
+        return None
+
+    def hgetall(self, key: str) -> dict[bytes, bytes]:
+        return {}
+
+    def smembers(self, key: str) -> builtins.set[bytes]:
+        return set()
+
+    def sismember(self, key: str, member: bytes) -> bool:
+        return False
+
+    def read_many(self, reads: Sequence[tuple[str, str, bytes]]) -> list[object]:
+        return [None] * len(reads)
+
+
 class ViewBatch:
     """One partition's pending changes for a batch, with reads that see them.
 
@@ -145,7 +191,7 @@ class ViewBatch:
     HINCRBY (or one HSET when its value is known), and ``hincrby`` never needs a read.
     """
 
-    def __init__(self, store: ReadModelStore, name: str, gen: int, partition: int) -> None:
+    def __init__(self, store: StoreReads, name: str, gen: int, partition: int) -> None:
         self._store = store
         self._prefix = store.layout.data_prefix(name, gen, partition)
         self.partition = partition
@@ -497,6 +543,50 @@ class RebuildConflictError(Exception):
     """Another rebuild switched the projection while this one ran."""
 
 
+def _replay(
+    projection: Projection, context: str, batch: DecodedBatch, views: Sequence[ViewBatch]
+) -> builtins.set[int]:
+    """Handle every event of a page into its partition's view; the partitions touched."""
+    topics, partitioned = projection.topics, len(views) > 1
+    touched: builtins.set[int] = set()
+    for index, notification in enumerate(batch.notifications):
+        if topics and notification.topic not in topics:
+            continue
+        event = batch.event(index)
+        part = projection.partition_of(event) if partitioned else 0
+        projection.handle(event, context, views[part])
+        touched.add(part)
+    return touched
+
+
+REBUILD_COMMIT_OPS = 20_000
+"""Writes per commit when a rebuild stores what it derived."""
+
+
+def _store_rebuilt(
+    store: ReadModelStore,
+    projection: Projection,
+    state: ProjectionState,
+    views: Sequence[ViewBatch],
+    reached: Mapping[str, int],
+) -> None:
+    """Write each partition's replayed view in commits of at most `REBUILD_COMMIT_OPS`,
+    its positions with the last one. Readers see none of it before the switch."""
+    name, gen = projection.name, state.info.gen
+    for part, view in enumerate(views):
+        ops = view.ops
+        part_state = state.parts[part]
+        for first in range(0, max(len(ops), 1), REBUILD_COMMIT_OPS):
+            last = first + REBUILD_COMMIT_OPS >= len(ops)
+            chunk = ops[first : first + REBUILD_COMMIT_OPS]
+            commit = PartitionCommit(part, part_state.version, reached if last else {}, chunk)
+            if store.commit(name, gen, [commit]) != [COMMITTED]:
+                msg = f"generation {gen} of {name} was written by someone else"
+                raise RebuildConflictError(msg)
+            part_state.version += 1
+        part_state.positions.update(reached)
+
+
 def rebuild(
     store: ReadModelStore,
     projection: Projection,
@@ -512,6 +602,11 @@ def rebuild(
     head, at most ``catch_up_passes`` times, so a rebuild ends under constant writes;
     whatever arrives later is applied to the new generation by the live worker.
 
+    The whole replay is one batch per partition, held in memory: the new generation
+    is known to be empty, so nothing is read from the store, and
+    :meth:`Projection.finish` derives what it defers once, after every context. The
+    result is then written in large commits, the positions with the last.
+
     Safe while live workers run: they keep updating the old generation until the
     switch, which retires it so their next commit is refused; they then reload and
     continue in the new generation from the positions the rebuild reached. The old
@@ -522,7 +617,11 @@ def rebuild(
     gen = store.new_generation(name, projection.partitions)
     info = GenerationInfo(gen, projection.partitions, projection.version)
     state = ProjectionState(info, [PartitionState(1) for _ in range(projection.partitions)])
+    empty = EmptyGeneration(store.layout)
+    views = [ViewBatch(empty, name, gen, part) for part in range(projection.partitions)]
+    touched: builtins.set[int] = set()
     heads = {ctx: apps[ctx].recorder.max_notification_id() or 0 for ctx in projection.contexts}
+    reached = dict.fromkeys(projection.contexts, 0)
     total = sum(heads.values())
     done = 0
     started = time.monotonic()
@@ -544,15 +643,11 @@ def rebuild(
 
                     notifications = page(after)
                     while notifications:
-                        # The database reads the next page while this one is applied.
+                        # The database reads the next page while this one is replayed.
                         following = pool.submit(page, notifications[-1].id)
                         batch = DecodedBatch(app.mapper, notifications)
-                        outcome = apply_batch(store, projection, state, context, after, batch)
-                        if outcome not in (Outcome.APPLIED, Outcome.NOTHING_NEW):
-                            following.cancel()
-                            msg = f"generation {gen} of {name} was written by someone else"
-                            raise RebuildConflictError(msg)
-                        after = notifications[-1].id
+                        touched |= _replay(projection, context, batch, views)
+                        after = reached[context] = notifications[-1].id
                         done += len(notifications)
                         if progress is not None:
                             elapsed = max(time.monotonic() - started, 1e-9)
@@ -561,6 +656,10 @@ def rebuild(
                             progress(RebuildProgress(context, done, total, rate, eta))
                         notifications = following.result()
                     target = app.recorder.max_notification_id() or 0
+        if type(projection).finish is not Projection.finish:
+            for part in sorted(touched):
+                projection.finish(views[part])
+        _store_rebuilt(store, projection, state, views, {c: n for c, n in reached.items() if n})
         switched = store.switch(name, old.gen if old else None, info)
         if not switched:
             msg = f"{name} was switched to another generation during the rebuild"

@@ -211,6 +211,9 @@ class _Touched:
     """The stored declaration's origin."""
 
 
+_NOTHING = _Derived(b"", set(), statistics.Contribution())
+"""What a citizen with no stored value gives."""
+
 _TOUCHED = "citizens"
 _RISK = "risk"
 
@@ -305,7 +308,11 @@ class CitizenProjection(Projection):
         if found is None:
             stored = view.get(citizen_key(pseudonym))
             state = decode_state(stored)
-            before = self._derive(pseudonym, state, self._batch_risk(view), stored or b"")
+            before = (
+                self._derive(pseudonym, state, self._batch_risk(view), stored)
+                if stored
+                else _NOTHING
+            )
             origin = state.declaration.origin if state.declaration else None
             found = touched[pseudonym] = _Touched(state, before, origin)
         return found

@@ -56,7 +56,9 @@ def contribution(state: CitizenState, catalogue: Catalogue) -> Contribution:
         out[(f"sd:{local_day(from_us(dose.given_at))}", f"{province}|{dose.product}")] += 1
     first = local_day(from_us(doses[0].given_at))
     out[("sp", f"{province}|{age_band(dob, first)}|first")] += 1
-    status = state.status_at(doses[-1].given_at, catalogue)
+    # Every dose is given by then, as at the last dose: the same series completion, and
+    # the moment the other read models ask the memoised status for.
+    status = state.status_at(max(state.seen, doses[-1].given_at), catalogue)
     if status is not None and status.series_complete_on is not None:
         day = status.series_complete_on
         out[("sp", f"{province}|{age_band(dob, day)}|complete")] += 1
