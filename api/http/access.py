@@ -7,9 +7,10 @@ read (from the bearer token the route has verified), whom (a pseudonym) and what
 
 Reads of a record or history are recorded *before* the answer is sent: if the access log
 cannot be written within a few seconds the client gets a 503 instead of the data.
-Checkpoint lookups are queued and written in batches, off the hot path. On a clean
+Checkpoint lookups, served ahead of this middleware (:mod:`api.http.hotpath`), queue
+their own entries on the same recorder, written in batches off the hot path. On a clean
 shutdown (the ASGI lifespan's shutdown) everything queued is written; a crash loses at
-most the checkpoint lookups of the last flush interval (0.2 s).
+most the lookups of the last flush interval (0.2 s).
 
 `MaskPersonalData` is a logging filter replacing ID numbers, phone numbers and the
 person segment of ``/v1/citizens/...`` paths in every record; `log_config` is uvicorn's
@@ -61,10 +62,9 @@ class Watched:
 WATCHED: Mapping[str, Watched] = {
     "/v1/citizens/{id_number}/history": Watched("history"),
     "/v1/citizens/{id_number}/eligibility": Watched("eligibility"),
-    "/v1/checkpoint/{id_number}": Watched("checkpoint_lookup", before_answer=False),
 }
-"""Path templates of the reads of personal data. A lookup by QR token names no person in
-its path: its route records it with `AccessRecorder.submit` once it knows whose it is."""
+"""Path templates of the reads of personal data behind this middleware; the checkpoint
+lookups record themselves with `AccessRecorder.submit`."""
 
 
 def reader_of(claims: Mapping[str, Any], ids: IdDeriver) -> Actor:

@@ -15,16 +15,16 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-import psycopg
 import redis
-from eventsourcing.persistence import InterfaceError, OperationalError
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from api.http import hotpath
 from api.http.access import WATCHED, Watched, install_access_log
 from api.http.metrics import LagSource, Metrics, MetricsRegistry
 from api.http.problems import (
+    STORE_DOWN,
     STORE_RETRY_AFTER_SECONDS,
     BodySizeLimit,
     ServiceUnavailable,
@@ -58,13 +58,19 @@ Commands answer 201 with the position of their events; send an `Idempotency-Key`
 header to make a retry safe. Errors are RFC 9457 problem documents with a stable `code`.
 """
 
-STORE_DOWN: tuple[type[Exception], ...] = (
-    OperationalError,
-    InterfaceError,
-    psycopg.OperationalError,
-    psycopg.InterfaceError,
-)
-"""Errors meaning the event store does not answer (connection refused, pool timeout)."""
+
+class RegistryAPI(FastAPI):
+    """The API app: checkpoint lookups go straight to `lookups`, ahead of the middleware."""
+
+    lookups: hotpath.CheckpointLookups | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.lookups is not None:
+            route = hotpath.route_of(scope["path"])
+            if route is not None:
+                await self.lookups.serve(route, scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -79,7 +85,7 @@ def create_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     close_on_shutdown: bool = False,
     watched: Mapping[str, Watched] = WATCHED,
-) -> FastAPI:
+) -> RegistryAPI:
     """The API over `registry`; with `close_on_shutdown` the app closes it when it stops.
 
     Without `redis_client`, one is made from ``settings.redis_url`` when that is set.
@@ -105,7 +111,7 @@ def create_app(
             if redis_client is not None:
                 redis_client.close()
 
-    app = FastAPI(
+    app = RegistryAPI(
         title="vaxreg",
         version="1.0.0",
         description=DESCRIPTION,
@@ -134,7 +140,6 @@ def create_app(
     for router in (*ROUTERS, health.router):
         app.include_router(router)
     app.include_router(queries.router)
-    hotpath.install(app)
 
     async def store_unavailable(request: Request, exc: Exception) -> Response:
         logger.warning("event store unavailable: %s", type(exc).__qualname__)
@@ -149,10 +154,11 @@ def create_app(
     install_access_log(app, registry, watched=watched)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes, exempt=(imports.IMPORTS_PATH,))
     install_problem_handlers(app)
+    app.lookups = hotpath.install(app)
     return app
 
 
-def app_from_environment() -> FastAPI:
+def app_from_environment() -> RegistryAPI:
     """The app of ``vaxreg serve``: settings from the environment, one registry per worker."""
     registry = bootstrap(load_settings())
     runtime = ProjectionRuntime.from_registry(registry)

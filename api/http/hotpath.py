@@ -1,10 +1,11 @@
-"""The checkpoint lookups as plain Starlette routes: the stored document, served as is.
+"""The checkpoint lookups, answered ahead of the middleware stack: the stored document, as is.
 
-``GET /v1/checkpoint/{id_number}`` and ``GET /v1/checkpoint/by-token/{qr_token}`` skip
-FastAPI's per-request machinery (dependency resolution, response validation and
-serialisation): they verify the bearer token, check the role, read one value and send
-its bytes. They stay in the OpenAPI document: :func:`install` adds their operations,
-with the document's schema and an example, to the app's ``openapi()``.
+``GET /v1/checkpoint/{id_number}`` and ``GET /v1/checkpoint/by-token/{qr_token}`` are the
+hot path. `CheckpointLookups` serves them before FastAPI's middleware and routing (the
+app's ``__call__`` hands them over, see `route_of`): it verifies the bearer token,
+checks the role, reads one value, sends its bytes, counts the request in the metrics and
+queues the lookup for the access log. They stay in the OpenAPI document: :func:`install`
+adds their operations, with the document's schema and an example, to ``openapi()``.
 
 Verified tokens are remembered for `PRINCIPAL_TTL_SECONDS`, so a revocation reaches
 this path within that time.
@@ -17,23 +18,33 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qs
 
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
-from api.http.dependencies import API_PREFIX
-from api.http.problems import ServiceUnavailable, problem_for_exception, problem_responses
+from api.http.dependencies import API_PREFIX, actor_of
+from api.http.metrics import MetricsRegistry
+from api.http.problems import (
+    STORE_DOWN,
+    STORE_RETRY_AFTER_SECONDS,
+    ServiceUnavailable,
+    problem_for_exception,
+    problem_responses,
+)
 from api.http.routers.queries import POSITION_PATTERN, reach, read_models
 from api.http.security import (
     AuthenticationError,
     AuthorizationError,
     Principal,
     Role,
-    get_token_verifier,
+    TokenVerifier,
 )
+from application.access_log import AccessEntry, AccessRecorder
+from domain.base import Actor
 from domain.errors import CitizenNotFound, DeclarationNotFound, InvalidValue
 from domain.identity import parse_person_id
 from infrastructure.bootstrap import Registry
@@ -43,8 +54,14 @@ ROLES = frozenset({Role.CHECKPOINT_OFFICER, Role.AUDITOR, Role.ADMIN})
 PRINCIPAL_TTL_SECONDS = 2.0
 PRINCIPAL_CACHE_SIZE = 10_000
 REBUILD_RETRY_AFTER_SECONDS = 2
+LOOKUP = "checkpoint_lookup"
+"""What a lookup is recorded as in the access log."""
 BY_ID = f"{API_PREFIX}/checkpoint/{{id_number}}"
 BY_TOKEN = f"{API_PREFIX}/checkpoint/by-token/{{qr_token}}"
+_BY_ID_PREFIX = f"{API_PREFIX}/checkpoint/"
+_BY_TOKEN_SEGMENT = "by-token/"
+_METHODS = ("GET", "HEAD")
+_JSON_HEADERS = [(b"content-type", b"application/json")]
 _POSITION = re.compile(POSITION_PATTERN)
 
 
@@ -120,20 +137,21 @@ class _Principals:
     """Verified tokens for a short while: the hot path skips most JWT work on repeats."""
 
     def __init__(self) -> None:
-        self._known: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._known: OrderedDict[str, tuple[Principal, Actor, float]] = OrderedDict()
 
-    def verify(self, request: Request) -> Principal:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
+    def verify(self, authorization: str, verifier: Callable[[], TokenVerifier]) -> Actor:
+        """The reader of a bearer token allowed to look up checkpoint statuses."""
+        scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise AuthenticationError("a bearer token is required", token_presented=False)
         now = time.monotonic()
         found = self._known.get(token)
-        if found is not None and found[1] > now:
-            principal = found[0]
+        if found is not None and found[2] > now:
+            principal, actor = found[0], found[1]
         else:
-            principal = get_token_verifier(request).verify(token)
-            self._known[token] = (principal, now + PRINCIPAL_TTL_SECONDS)
+            principal = verifier().verify(token)
+            actor = actor_of(principal)
+            self._known[token] = (principal, actor, now + PRINCIPAL_TTL_SECONDS)
             if len(self._known) > PRINCIPAL_CACHE_SIZE:
                 self._known.popitem(last=False)
         if principal.role not in ROLES:
@@ -141,51 +159,118 @@ class _Principals:
                 f"the {principal.role.value} role may not do this",
                 allowed_roles=sorted(role.value for role in ROLES),
             )
-        return principal
+        return actor
 
 
-def _endpoint(
-    principals: _Principals, find: Callable[[Request, Registry], Any]
-) -> Callable[[Request], Any]:
-    async def endpoint(request: Request) -> Response:
+def route_of(path: str) -> str | None:
+    """The template of the checkpoint route `path` asks for, or None for any other path."""
+    if not path.startswith(_BY_ID_PREFIX):
+        return None
+    rest = path[len(_BY_ID_PREFIX) :]
+    if rest.startswith(_BY_TOKEN_SEGMENT):
+        rest = rest[len(_BY_TOKEN_SEGMENT) :]
+        return BY_TOKEN if rest and "/" not in rest else None
+    return BY_ID if rest and "/" not in rest else None
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return ""
+
+
+def _wait_for(scope: Scope) -> str | None:
+    query: bytes = scope.get("query_string", b"")
+    if b"wait_for" not in query:
+        return None
+    wait_for = parse_qs(query.decode("latin-1"), keep_blank_values=True).get("wait_for")
+    if wait_for is None:
+        return None
+    if not _POSITION.match(wait_for[-1]):
+        raise InvalidValue("wait_for is CONTEXT:POSITION[,...]", field="wait_for")
+    return wait_for[-1]
+
+
+def _as_problem(error: Exception) -> Exception:
+    """The error a client is told of: the stores being down or rebuilt are a 503."""
+    if isinstance(error, ReadModelsUnavailable):
+        return ServiceUnavailable(
+            "checkpoint status is being rebuilt; try again shortly",
+            retry_after=REBUILD_RETRY_AFTER_SECONDS,
+        )
+    if isinstance(error, STORE_DOWN):
+        return ServiceUnavailable(
+            "the service is temporarily unavailable", retry_after=STORE_RETRY_AFTER_SECONDS
+        )
+    return error
+
+
+class CheckpointLookups:
+    """Both checkpoint routes as one plain ASGI handler, served ahead of the middleware.
+
+    It does what the middleware stack does for these routes, in fewer steps: every
+    error is a problem document, every request is counted in the metrics under its
+    route template, and every lookup answered is queued for the access log (who read
+    whose status; a lookup by QR token under the pseudonym of the declaration's owner).
+    """
+
+    def __init__(self, app: FastAPI) -> None:
+        self._app = app
+        self._registry: Registry = app.state.registry
+        self._metrics: MetricsRegistry = app.state.metrics
+        self._recorder: AccessRecorder = app.state.access_recorder
+        self._principals = _Principals()
+
+    async def serve(self, route: str, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer a request for `route` (see `route_of`)."""
+        started = time.perf_counter()
         try:
-            principals.verify(request)
-            registry: Registry = request.app.state.registry
-            models = read_models(request)
-            wait_for = request.query_params.get("wait_for")
-            if wait_for is not None:
-                if not _POSITION.match(wait_for):
-                    raise InvalidValue("wait_for is CONTEXT:POSITION[,...]", field="wait_for")
-                await reach(models, registry, wait_for)
-            document = await find(request, registry)
+            if scope["method"] not in _METHODS:
+                raise HTTPException(405, headers={"Allow": ", ".join(_METHODS)})
+            status = await self._answer(route, scope, send)
+        except Exception as error:
+            response = problem_for_exception(
+                _as_problem(error), instance=scope["path"], route=route, method=scope["method"]
+            )
+            await response(scope, receive, send)
+            status = response.status_code
+        self._metrics.observe(scope["method"], route, status, time.perf_counter() - started)
+
+    async def _answer(self, route: str, scope: Scope, send: Send) -> int:
+        reader = self._principals.verify(
+            _header(scope, b"authorization"), lambda: self._app.state.token_verifier
+        )
+        registry = self._registry
+        scope["app"] = self._app
+        models = read_models(Request(scope))
+        wait_for = _wait_for(scope)
+        if wait_for is not None:
+            await reach(models, registry, wait_for)
+        now = registry.clock()
+        value = scope["path"].rpartition("/")[2]
+        if route == BY_ID:
+            subject = registry.ids.pseudonym(parse_person_id(value))
+            document = await models.checkpoint_document(subject, now)
             if document is None:
                 raise CitizenNotFound("no checkpoint status is known for this person")
-            return Response(document, media_type="application/json")
-        except ReadModelsUnavailable:
-            rebuilding = ServiceUnavailable(
-                "checkpoint status is being rebuilt; try again shortly",
-                retry_after=REBUILD_RETRY_AFTER_SECONDS,
-            )
-            return problem_for_exception(rebuilding, instance=request.url.path)
-        except Exception as error:
-            return problem_for_exception(error, instance=request.url.path)
-
-    return endpoint
-
-
-async def _by_id(request: Request, registry: Registry) -> bytes | None:
-    person = parse_person_id(request.path_params["id_number"])
-    models = read_models(request)
-    return await models.checkpoint_document(registry.ids.pseudonym(person), registry.clock())
-
-
-async def _by_token(request: Request, registry: Registry) -> bytes | None:
-    now = registry.clock()
-    declaration_id = registry.qr_tokens.verify(request.path_params["qr_token"], now)
-    document = await read_models(request).checkpoint_by_declaration(declaration_id, now)
-    if document is None:
-        raise DeclarationNotFound("no such declaration", declaration_id=str(declaration_id))
-    return document
+        else:
+            declaration_id = registry.qr_tokens.verify(value, now)
+            owner = await models.declaration_owner(declaration_id)
+            document = None if owner is None else await models.checkpoint_document(owner, now)
+            if owner is None or document is None:
+                raise DeclarationNotFound("no such declaration", declaration_id=str(declaration_id))
+            subject = owner
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [*_JSON_HEADERS, (b"content-length", str(len(document)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": document})
+        self._recorder.submit(AccessEntry(reader, LOOKUP, subject, now))
+        return 200
 
 
 def _operation(summary: str, parameter: str, description: str) -> dict[str, Any]:
@@ -227,13 +312,9 @@ def _operation(summary: str, parameter: str, description: str) -> dict[str, Any]
     }
 
 
-def install(app: FastAPI) -> None:
-    """Mount the checkpoint routes ahead of the others and document them."""
-    principals = _Principals()
-    app.router.routes[0:0] = [
-        Route(BY_TOKEN, _endpoint(principals, _by_token), methods=["GET"]),
-        Route(BY_ID, _endpoint(principals, _by_id), methods=["GET"]),
-    ]
+def install(app: FastAPI) -> CheckpointLookups:
+    """The checkpoint lookups of `app` (built with its registry, metrics and access
+    recorder in ``app.state``), and their operations in its OpenAPI document."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -261,3 +342,4 @@ def install(app: FastAPI) -> None:
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
+    return CheckpointLookups(app)

@@ -28,7 +28,9 @@ import uuid
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any, ClassVar
 
+import psycopg
 import redis.exceptions
+from eventsourcing.persistence import InterfaceError, OperationalError
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -56,6 +58,13 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://vaxreg.example/problems/"
 RESERVED_MEMBERS = frozenset({"type", "title", "status", "detail", "code", "instance"})
 STORE_RETRY_AFTER_SECONDS = 5
+STORE_DOWN: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
+"""Errors meaning the event store does not answer (connection refused, pool timeout)."""
 
 DOMAIN_ERROR_STATUS: Mapping[type[DomainError], int] = {
     CitizenNotFound: 404,

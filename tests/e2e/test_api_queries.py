@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from api.http.security import Role
+from domain.identity import parse_person_id
 from infrastructure.bootstrap import Registry
 from projections.runtime import ProjectionRuntime
 from projections.stores import RedisStore
@@ -167,3 +168,38 @@ def test_register_declare_vaccinate_then_read_every_model(api: Api, clock: Movab
     assert ahead.status_code == 422
     metrics = api.client.get("/metrics").text
     assert "citizens" in metrics
+
+
+def test_checkpoint_lookups_are_counted_and_recorded_in_the_access_log(
+    api: Api, registry: Registry
+) -> None:
+    assert api.post("/v1/citizens", Role.ADMIN, LAN).status_code == 201
+    trip = {
+        "origin": "079.760",
+        "destination": "001.001",
+        "travel_date": "2021-08-02",
+        "transport": "car",
+        "checkpoint": CHECKPOINT,
+    }
+    declared = api.post(
+        "/v1/declarations", Role.CHECKPOINT_OFFICER, {"id_number": LAN["id_number"], "trip": trip}
+    )
+    assert declared.status_code == 201, declared.text
+    position = declared.json()["position"]
+    token = declared.json()["result"]["qr_token"]
+    by_id = get(api, f"/v1/checkpoint/{LAN['id_number']}", Role.CHECKPOINT_OFFICER, position)
+    assert by_id.status_code == 200, by_id.text
+    by_token = get(api, f"/v1/checkpoint/by-token/{token}", Role.CHECKPOINT_OFFICER)
+    assert by_token.status_code == 200, by_token.text
+    assert get(api, "/v1/checkpoint/001099000001", Role.CHECKPOINT_OFFICER).status_code == 404
+    assert api.client.post(f"/v1/checkpoint/{LAN['id_number']}").status_code == 405
+
+    metrics = api.client.get("/metrics").text
+    assert 'route="/v1/checkpoint/{id_number}",status="200"} 1' in metrics
+    assert 'route="/v1/checkpoint/{id_number}",status="404"} 1' in metrics
+    assert 'route="/v1/checkpoint/by-token/{qr_token}",status="200"} 1' in metrics
+    api.client.app.state.access_recorder.flush()  # type: ignore[attr-defined]
+    lookups = registry.access_log.reads_by("checkpoint_officer-1")
+    pseudonym = registry.ids.pseudonym(parse_person_id(LAN["id_number"]))
+    assert [(r.what, r.subject) for r in lookups] == [("checkpoint_lookup", pseudonym)] * 2
+    assert lookups[0].reader.checkpoint == CHECKPOINT
