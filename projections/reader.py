@@ -5,8 +5,9 @@
 `MemoryStore` it reads the store directly. `SyncReadModels` answers the same queries
 synchronously. Both take "now" from the caller, so tests drive time with a clock.
 
-Hot path: ``await read_models.checkpoint_document(pseudonym, now)`` is one GET and a
-byte-level pick of the period in force (see :mod:`projections.models.checkpoint`).
+Hot path: ``await read_models.checkpoint_document(pseudonym, now)`` is one HGET, an
+inflate of the value and a byte-level pick of the period in force (see
+:mod:`projections.models.checkpoint`).
 """
 
 from __future__ import annotations
@@ -22,17 +23,21 @@ import redis.asyncio
 
 from domain.checkpoint_policy import DEFAULT_POLICY, Policy
 from domain.clock import local_day
+from domain.vaccines import CATALOGUE
 from projections.engine import Lag, Projection, partition_for, wait_for
 from projections.models import statistics
 from projections.models.checkpoint import level_at, pick
-from projections.models.eligibility import render
+from projections.models.eligibility import eligibility
 from projections.models.projection import (
     NAME,
     RISK_KEY,
-    citizen_key,
+    CitizenProjection,
+    citizen_bucket,
+    citizen_field,
     declaration_bucket,
+    decode_state,
     risk_book,
-    split_value,
+    unpack,
 )
 from projections.models.state import day_start_us, from_us, us
 from projections.stores import AsyncRedisReader, ReadModelStore, RedisStore, ViewReader
@@ -188,7 +193,12 @@ class _Base:
         self.projections = list(projections)
         self.worker = worker
         self.policy = policy
-        self.partitions = next(p.partitions for p in self.projections if p.name == NAME)
+        citizens = next(p for p in self.projections if p.name == NAME)
+        self.partitions = citizens.partitions
+        self.catalogue = (
+            citizens.catalogue if isinstance(citizens, CitizenProjection) else CATALOGUE
+        )
+        """What eligibility is derived with: the catalogue the projection derives with."""
 
     def _partition(self, pseudonym: str) -> int:
         return partition_for(pseudonym, self.partitions)
@@ -242,10 +252,16 @@ class ReadModels(_Base):
             if self.worker is not None and not self._started:
                 self.worker.catch_up()
 
+    async def _citizen(self, pseudonym: str) -> bytes | None:
+        """A citizen's stored value: one read."""
+        return await self._reader.hget(
+            NAME, citizen_bucket(pseudonym), citizen_field(pseudonym), self._partition(pseudonym)
+        )
+
     async def checkpoint_document(self, pseudonym: str, now: datetime) -> bytes | None:
         """The serialised checkpoint document in force at `now`, None if there is none."""
-        value = await self._reader.get(NAME, citizen_key(pseudonym), self._partition(pseudonym))
-        return pick(value, us(now)) if value else None
+        value = await self._citizen(pseudonym)
+        return pick(unpack(value), us(now)) if value else None
 
     async def declaration_owner(self, declaration_id: UUID) -> str | None:
         bucket = declaration_bucket(declaration_id)
@@ -260,9 +276,8 @@ class ReadModels(_Base):
         return None if owner is None else await self.checkpoint_document(owner, now)
 
     async def eligibility(self, pseudonym: str, now: datetime) -> dict[str, Any] | None:
-        value = await self._reader.get(NAME, citizen_key(pseudonym), self._partition(pseudonym))
-        stored = split_value(value)[2] if value else b""
-        return render(stored, local_day(now)) if stored else None
+        value = await self._citizen(pseudonym)
+        return eligibility(decode_state(value), self.catalogue, local_day(now)) if value else None
 
     async def _all_partitions(self, key: str) -> list[dict[bytes, bytes]]:
         return list(
@@ -342,9 +357,14 @@ class SyncReadModels(_Base):
         super().__init__(store, projections, worker, policy)
         self._reader = store.reader()
 
+    def _citizen(self, pseudonym: str) -> bytes | None:
+        return self._reader.hget(
+            NAME, citizen_bucket(pseudonym), citizen_field(pseudonym), self._partition(pseudonym)
+        )
+
     def checkpoint_document(self, pseudonym: str, now: datetime) -> bytes | None:
-        value = self._reader.get(NAME, citizen_key(pseudonym), self._partition(pseudonym))
-        return pick(value, us(now)) if value else None
+        value = self._citizen(pseudonym)
+        return pick(unpack(value), us(now)) if value else None
 
     def checkpoint_by_declaration(self, declaration_id: UUID, now: datetime) -> bytes | None:
         bucket = declaration_bucket(declaration_id)
@@ -355,9 +375,8 @@ class SyncReadModels(_Base):
         return None
 
     def eligibility(self, pseudonym: str, now: datetime) -> dict[str, Any] | None:
-        value = self._reader.get(NAME, citizen_key(pseudonym), self._partition(pseudonym))
-        stored = split_value(value)[2] if value else b""
-        return render(stored, local_day(now)) if stored else None
+        value = self._citizen(pseudonym)
+        return eligibility(decode_state(value), self.catalogue, local_day(now)) if value else None
 
     def _all_partitions(self, key: str) -> list[dict[bytes, bytes]]:
         return [self._reader.hgetall(NAME, key, p) for p in range(self.partitions)]

@@ -1,10 +1,10 @@
 """Checkpoint status: a timeline of ready-serialised documents, one per period of time.
 
-A citizen's stored value is ``<timeline>\\x1c<state>`` (see :mod:`.state`). The
-timeline holds the document a checkpoint is served in each period between the moments
-its facts change by themselves (a declaration's validity, protection 14 days after the
-last primary dose, the end of a recovery, a test growing older than the policy allows,
-a risk level taking effect)::
+A citizen's stored value inflates to ``<timeline>\\x1c<state>\\x1c<eligibility>`` (see
+:mod:`.projection`). The timeline holds the document a checkpoint is served in each
+period between the moments its facts change by themselves (a declaration's validity,
+protection 14 days after the last primary dose, the end of a recovery, a test growing
+older than the policy allows, a risk level taking effect)::
 
     <t0>:<ij...>;<t1>:<ik...>\\x1d<fragment>\\x1e<fragment>...
 

@@ -2,7 +2,9 @@
 
 Logical keys (inside the engine's ``<ns>:{citizens.p<i>}:g<gen>:`` prefix)::
 
-    c:<pseudonym>       string  <checkpoint timeline>\\x1c<deflated state\\x1celigibility>
+    c:<2 hex>           hash    pseudonym (16 bytes) -> the citizen's value, deflated:
+                                <checkpoint timeline>\\x1c<state>; bucketed by the
+                                pseudonym's first hex digits
     q:<2 hex digits>    hash    declaration id (16 bytes) -> pseudonym (16 bytes)
     o:<province>:<2 hex> hash   pseudonym (16 bytes) -> "" for the travellers whose
                                 declaration leaves from there, bucketed by the pseudonym's
@@ -42,13 +44,13 @@ from projections.engine import DomainEvent, Projection, Read, ViewBatch, partiti
 from projections.models import statistics
 from projections.models.arrivals import Entry, arrival_entries
 from projections.models.checkpoint import (
+    STATIC,
     TIMELINE_END,
     RiskBook,
     split_area,
     stored_name,
     timeline,
 )
-from projections.models.eligibility import eligibility
 from projections.models.state import (
     CitizenState,
     DeclarationState,
@@ -94,8 +96,13 @@ TOPICS = (
 )
 
 
-def citizen_key(pseudonym: str) -> str:
-    return f"c:{pseudonym}"
+def citizen_bucket(pseudonym: str) -> str:
+    """The hash holding a citizen's value, under the field :func:`citizen_field`."""
+    return f"c:{pseudonym[:2]}"
+
+
+def citizen_field(pseudonym: str) -> bytes:
+    return bytes.fromhex(pseudonym)
 
 
 ORIGIN_BUCKETS = 256
@@ -118,37 +125,46 @@ def declaration_bucket(declaration_id: UUID) -> str:
     return f"q:{declaration_id.hex[:2]}"
 
 
+_SURNAMES = "Nguyễn Trần Lê Phạm Hoàng Huỳnh Phan Vũ Võ Đặng Bùi Đỗ Hồ Ngô Dương Lý Đinh Trương Đào"
 _ZDICT = (
-    b'"booster","primary",[["comirnaty","spikevax","vaxzevria"]],'
-    b'"HN-CP-0","79-","001.","079.",1630288800000000,259200000000,18'
+    "".join(STATIC).encode()
+    + b'"name":"","birth_year":19","birth_year":20","declaration":{"id":"","origin":"'
+    + b'","destination":"","travel_date":"202","valid_until":"202","protected_from":"202'
+    + b'","recovered_until":"202","test":{"kind":"pcr","kind":"rapid_antigen",'
+    + b'"outcome":"negative","outcome":"positive","sampled_at":"202'
+    + _SURNAMES.encode()
+    + b'"booster","primary",[["comirnaty","spikevax","vaxzevria"]],'
+    + b'"HN-CP-0","79-","001.","079.",1630288800000000,259200000000,18'
 )
-"""Preset dictionary of the compressed part of a stored value: text most states hold.
+"""Preset dictionary of a stored value: text most values hold, the commonest last.
 Changing it means bumping the projection's version."""
-_WBITS = -10
-_MEM_LEVEL = 2
+_WBITS = -12
+"""A window that holds the dictionary and a whole value."""
 
 
-def join_value(timeline_part: bytes, state_part: bytes, eligibility_part: bytes) -> bytes:
-    """A citizen's stored value: the timeline as served, then the state and the
-    eligibility, deflated together (the hot path never reads them)."""
-    packer = zlib.compressobj(6, zlib.DEFLATED, _WBITS, _MEM_LEVEL, zlib.Z_DEFAULT_STRATEGY, _ZDICT)
-    rest = state_part + TIMELINE_END + eligibility_part
-    return timeline_part + TIMELINE_END + packer.compress(rest) + packer.flush()
+def join_value(timeline_part: bytes, state_part: bytes) -> bytes:
+    """A citizen's stored value: the timeline as served and the state, deflated together
+    (so what the state repeats of the timeline costs little)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, _WBITS, 9, zlib.Z_DEFAULT_STRATEGY, _ZDICT)
+    return packer.compress(timeline_part + TIMELINE_END + state_part) + packer.flush()
 
 
-def split_value(value: bytes) -> tuple[bytes, bytes, bytes]:
-    """(timeline, state, eligibility) of a citizen's stored value."""
-    timeline_part, _, packed = value.partition(TIMELINE_END)
-    rest = zlib.decompressobj(_WBITS, _ZDICT).decompress(packed)
-    state_part, _, eligibility_part = rest.partition(TIMELINE_END)
-    return timeline_part, state_part, eligibility_part
+def unpack(value: bytes) -> bytes:
+    """A stored value inflated: its timeline first, which :func:`.checkpoint.pick` reads."""
+    return zlib.decompressobj(_WBITS, _ZDICT).decompress(value)
+
+
+def split_value(value: bytes) -> tuple[bytes, bytes]:
+    """(timeline, state) of a citizen's stored value."""
+    timeline_part, _, state_part = unpack(value).partition(TIMELINE_END)
+    return timeline_part, state_part
 
 
 def decode_state(stored: bytes | None) -> CitizenState:
     """A citizen's state from their stored value."""
     if not stored:
         return CitizenState()
-    timeline_part, state_part, _ = split_value(stored)
+    timeline_part, state_part = split_value(stored)
     return CitizenState.decode(state_part, stored_name(timeline_part))
 
 
@@ -222,7 +238,7 @@ class CitizenProjection(Projection):
     name = NAME
     contexts = ("population", "mobility", "immunization")
     topics = TOPICS
-    version = 7
+    version = 8
 
     def __init__(
         self,
@@ -268,7 +284,7 @@ class CitizenProjection(Projection):
         reads: list[Read] = [("hgetall", RISK_KEY)]
         pseudonym = self._pseudonym(event, context)
         if pseudonym is not None:
-            reads.append(("get", citizen_key(pseudonym)))
+            reads.append(("hget", citizen_bucket(pseudonym), citizen_field(pseudonym)))
         return reads
 
     def handle(self, event: DomainEvent, context: str, view: ViewBatch) -> None:
@@ -306,7 +322,7 @@ class CitizenProjection(Projection):
         touched: dict[str, _Touched] = view.scratch.setdefault(_TOUCHED, {})
         found = touched.get(pseudonym)
         if found is None:
-            stored = view.get(citizen_key(pseudonym))
+            stored = view.hget(citizen_bucket(pseudonym), citizen_field(pseudonym))
             state = decode_state(stored)
             before = (
                 self._derive(pseudonym, state, self._batch_risk(view), stored)
@@ -335,30 +351,26 @@ class CitizenProjection(Projection):
         if stored is None and (
             state.masked_name is not None or state.has_vaccination_record or state.declaration
         ):
-            value = join_value(
-                timeline(state, risk, self.policy, self.catalogue),
-                state.encode(),
-                eligibility(state, self.catalogue),
-            )
+            value = join_value(timeline(state, risk, self.policy, self.catalogue), state.encode())
         entries = arrival_entries(pseudonym, state, risk, self.policy) | worklist_entries(
             pseudonym, state, self.catalogue
         )
         return _Derived(value, entries, statistics.contribution(state, self.catalogue))
 
     def _write(self, view: ViewBatch, pseudonym: str, before: _Derived, after: _Derived) -> None:
-        key = citizen_key(pseudonym)
         if after.value != before.value:
+            bucket, field = citizen_bucket(pseudonym), citizen_field(pseudonym)
             if after.value:
-                view.set(key, after.value)
+                view.hset(bucket, field, after.value)
             else:
-                view.delete(key)
+                view.hdel(bucket, field)
         for k, member, _ in before.entries - after.entries:
             if not any(k == k2 and member == m2 for k2, m2, _ in after.entries):
                 view.zrem(k, member)
         for k, member, score in after.entries - before.entries:
             view.zadd(k, member, score)
-        for (k, field), amount in statistics.difference(before.counts, after.counts).items():
-            view.hincrby(k, field, amount)
+        for (k, counter), amount in statistics.difference(before.counts, after.counts).items():
+            view.hincrby(k, counter, amount)
 
     # ---------------------------------------------------------------------- events
 
@@ -371,14 +383,14 @@ class CitizenProjection(Projection):
             if kind == "Registered":
                 state.masked_name = masked(e.full_name)
                 state.date_of_birth = e.date_of_birth.isoformat()
-                state.residence = str(e.residence)
+                state.province = split_area(str(e.residence))[0]
             elif kind == "RecordCorrected":
                 if e.full_name:
                     state.masked_name = masked(e.full_name)
                 if e.date_of_birth:
                     state.date_of_birth = e.date_of_birth.isoformat()
             elif kind == "ResidenceChanged":
-                state.residence = str(e.residence)
+                state.province = split_area(str(e.residence))[0]
             elif kind in ("Died", "MovedTo"):
                 state.gone = True
         elif topic.startswith(MOBILITY):
@@ -478,7 +490,7 @@ class CitizenProjection(Projection):
         buckets = origin_buckets(area)
         view.preload([("hgetall", bucket) for bucket in buckets])
         travellers = sorted(p for bucket in buckets for p in view.hgetall(bucket))
-        view.preload([("get", citizen_key(p.hex())) for p in travellers])
+        view.preload([("hget", citizen_bucket(p.hex()), p) for p in travellers])
         for pseudonym in travellers:
             self._touch(view, pseudonym.hex())
 

@@ -167,7 +167,8 @@ class CitizenState:
 
     masked_name: str | None = None
     date_of_birth: str | None = None
-    residence: str | None = None
+    province: str | None = None
+    """Of residence: all the read models need of it."""
     gone: bool = False
     """Died or moved to another ID number: no checkpoint document, no eligibility."""
     declaration: DeclarationState | None = None
@@ -196,7 +197,7 @@ class CitizenState:
         out = [
             self.seen,
             to_days(self.date_of_birth),
-            self.residence,
+            self.province,
             self.declaration.encode() if self.declaration else None,
             [d.encode() for d in self.doses],
             list(self.registered) if self.registered else None,
@@ -216,13 +217,13 @@ class CitizenState:
         """The state from its stored form and the name its document holds, if any."""
         if not raw:
             return cls(masked_name=masked_name)
-        seen, dob, residence, d, doses, registered, t, sc, recovered, gone, moved, name = _padded(
+        seen, dob, province, d, doses, registered, t, sc, recovered, gone, moved, name = _padded(
             json.loads(raw), 12
         )
         return cls(
             masked_name=masked_name if name is None else name,
             date_of_birth=from_days(dob),
-            residence=residence,
+            province=province,
             gone=bool(gone),
             declaration=DeclarationState.decode(d) if d else None,
             test=TestState(*t) if t else None,

@@ -49,7 +49,7 @@ def contribution(state: CitizenState, catalogue: Catalogue) -> Contribution:
     out: Contribution = Counter()
     if state.record_moved or not state.doses:
         return out
-    province = state.residence.split(".")[0] if state.residence else UNKNOWN
+    province = state.province or UNKNOWN
     dob = state.dob
     doses = sorted(state.doses, key=lambda d: d.given_at)
     for dose in doses:

@@ -20,7 +20,7 @@ from domain.identity import NationalId, Sex
 from domain.mobility import Transport, Trip
 from domain.risk import RiskLevel
 from infrastructure.bootstrap import Registry
-from projections.models.projection import NAME
+from projections.models.projection import NAME, citizen_bucket, citizen_field
 from projections.runtime import ProjectionRuntime
 from tests.support.registry import (
     ADMIN,
@@ -98,7 +98,7 @@ def verdict(runtime: ProjectionRuntime, details: CitizenDetails, at: datetime) -
 
 def stored(runtime: ProjectionRuntime, details: CitizenDetails) -> bytes | None:
     pseudonym = runtime.registry.ids.pseudonym(details.person)
-    return runtime.store.reader().get(NAME, f"c:{pseudonym}")
+    return runtime.store.reader().hget(NAME, citizen_bucket(pseudonym), citizen_field(pseudonym))
 
 
 def test_the_document_shows_the_masked_person_and_the_declaration(

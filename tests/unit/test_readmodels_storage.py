@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from domain.status import vaccination_status
 from domain.vaccines import CATALOGUE
 from projections.models.checkpoint import encode, pick, stored_name
-from projections.models.projection import join_value, split_value
+from projections.models.projection import join_value, split_value, unpack
 from projections.models.state import (
     CitizenState,
     DeclarationState,
@@ -31,7 +31,7 @@ def full_state() -> CitizenState:
     return CitizenState(
         masked_name="Nguyễn T. L.",
         date_of_birth="1990-05-01",
-        residence="079.760",
+        province="079",
         declaration=DeclarationState(
             "ab" * 16, "079", "001.001", "2021-08-03", 10, 99, ["fever"], True, False, None
         ),
@@ -59,13 +59,13 @@ def test_the_gone_keep_their_name_in_the_state() -> None:
     assert CitizenState.decode(state.encode()) == state
 
 
-def test_a_value_splits_into_its_parts_and_serves_the_timeline_unpacked() -> None:
+def test_a_value_splits_into_its_parts_and_serves_the_timeline_inflated() -> None:
     timeline = encode([(0, ['"name":"A. B."', '"declaration":null']), (50, ['"name":"A. B."'])])
-    value = join_value(timeline, b"[1,2]", b"[3]")
-    assert split_value(value) == (timeline, b"[1,2]", b"[3]")
-    assert pick(value, 10) == b'{"name":"A. B.","declaration":null}'
-    assert pick(value, 50) == b'{"name":"A. B."}'
-    assert stored_name(value) == "A. B."
+    value = join_value(timeline, b"[1,2]")
+    assert split_value(value) == (timeline, b"[1,2]")
+    assert pick(unpack(value), 10) == b'{"name":"A. B.","declaration":null}'
+    assert pick(unpack(value), 50) == b'{"name":"A. B."}'
+    assert stored_name(unpack(value)) == "A. B."
 
 
 dose_steps = st.lists(
