@@ -7,17 +7,25 @@ takes the database's write lock and inserts with the recorder's own statement. T
 index (see `index`) is updated in the same transaction, after folding in the events any
 other writer committed since the index's stored position, so it is exact whenever the
 lock is held. `rebuild` derives it from the events alone.
+
+On PostgreSQL a batch's rows are first COPYed into a temporary table of the session, so
+that the run's duplicate check (another temporary table of the citizens accepted so far)
+and the classification against the index are joins, and the new citizens' index rows an
+INSERT from it: only the lines of new and changed rows come back to Python.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import struct
+import tempfile
 from abc import ABC, abstractmethod
+from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import psycopg
@@ -25,15 +33,23 @@ from eventsourcing.persistence import Mapper, Notification, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow, tuple_row
 
+from infrastructure.population.encoding import (
+    HASH_BYTES,
+    ID_BYTES,
+    EncodedChunk,
+    event_fields,
+    event_tuple,
+)
 from infrastructure.population.index import (
     CITIZEN_TOPICS,
+    DEATH,
     FieldHasher,
     Hashes,
     IndexRow,
     fold,
+    unpack_hashes,
 )
 
 CATCH_UP_PAGE = 1000
@@ -49,20 +65,67 @@ _HASH_COLUMNS = (
     "death_hash",
 )
 _INDEX_COLUMNS = ("citizen_id", "version", *_HASH_COLUMNS)
+_PROBE = "pg_temp.population_import_rows"
+_SEEN = "pg_temp.population_import_seen"
 _PGCOPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _PGCOPY_TRAILER = b"\xff\xff"
-_EVENT_ROW_HEAD = struct.Struct(">hi16siqi")
-_FIELD_LENGTH = struct.Struct(">i")
-_INDEX_ROW = struct.Struct(">hi16s" + "iq" * 7)
+
+
+_PROBE_ROW = struct.Struct(">hiqi16s" + "i8s" * 6 + "i?")
 
 
 @dataclass(frozen=True, slots=True)
-class NewCitizen:
-    """A citizen the batch registers: its encoded events and its index row."""
+class Rows:
+    """A batch's valid rows, in line order, as the parallel blobs of `EncodedChunk`."""
 
-    index: IndexRow
-    events: tuple[tuple[int, str, bytes], ...]
-    """(version, topic, state) of each event, encoded by the application's mapper."""
+    lines: array[int]
+    ids: bytes
+    hashes: bytes
+    deaths: bytes
+
+    @classmethod
+    def of(cls, chunks: Iterable[EncodedChunk]) -> Rows:
+        chunks = list(chunks)
+        lines = array("q")
+        for chunk in chunks:
+            lines.extend(chunk.lines)
+        return cls(
+            lines,
+            b"".join(c.ids for c in chunks),
+            b"".join(c.hashes for c in chunks),
+            b"".join(c.deaths for c in chunks),
+        )
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def citizen_ids(self) -> list[bytes]:
+        ids = self.ids
+        return [ids[i : i + ID_BYTES] for i in range(0, len(ids), ID_BYTES)]
+
+    def row_hashes(self, index: int) -> Hashes:
+        return unpack_hashes(self.hashes[index * HASH_BYTES : (index + 1) * HASH_BYTES])
+
+    def without(self, lines: Iterable[int]) -> Rows:
+        dropped = set(lines)
+        if not dropped:
+            return self
+        kept = [i for i, line in enumerate(self.lines) if line not in dropped]
+        return Rows(
+            array("q", (self.lines[i] for i in kept)),
+            b"".join(self.ids[i * ID_BYTES : (i + 1) * ID_BYTES] for i in kept),
+            b"".join(self.hashes[i * HASH_BYTES : (i + 1) * HASH_BYTES] for i in kept),
+            bytes(self.deaths[i] for i in kept),
+        )
+
+
+class Classified(NamedTuple):
+    """A batch's rows against the index: new citizens, and known ones whose row differs."""
+
+    new: list[int]
+    """Lines of citizens the index does not know."""
+    changed: list[tuple[int, IndexRow]]
+    """Lines of known citizens whose row differs from the index, with their index row."""
 
 
 class BulkStore(ABC):
@@ -82,9 +145,6 @@ class BulkStore(ABC):
     @abstractmethod
     def batch(self) -> AbstractContextManager[Batch]:
         """A transaction, committed when the block ends without an error."""
-
-    @abstractmethod
-    def source(self) -> IndexSource: ...
 
     def catch_up(self) -> int:
         """Fold committed events into the index in short transactions, without the lock.
@@ -108,13 +168,22 @@ class BulkStore(ABC):
 
 
 class Batch(ABC):
-    """One transaction of an import. `lock` must come before `lookup` and `write`.
+    """One transaction of an import: `duplicates`, then `lock`, `classify` and `write`.
 
     The index maintenance is shared; backends supply a few SQL primitives.
     """
 
     def __init__(self, store: BulkStore) -> None:
         self.store = store
+
+    @abstractmethod
+    def duplicates(self, rows: Rows) -> list[int]:
+        """The lines whose citizen an earlier batch of this import accepted; the other
+        rows' citizens are recorded as accepted (when the batch commits)."""
+
+    @abstractmethod
+    def classify(self, rows: Rows) -> Classified:
+        """The rows (without duplicates) against the index, under the lock."""
 
     @abstractmethod
     def lock(self) -> set[UUID]:
@@ -129,11 +198,15 @@ class Batch(ABC):
     @abstractmethod
     def write(
         self,
-        new: Sequence[NewCitizen],
+        new: Rows,
+        events: Sequence[bytes],
         changes: Sequence[StoredEvent],
         changed_rows: Sequence[IndexRow],
     ) -> None:
-        """Record the batch's events and index rows, and advance the index position."""
+        """Record the batch's events and index rows, and advance the index position.
+
+        `new` are the new citizens' rows, `events` their events (`event_tuple`s).
+        """
 
     def fold_after(self, limit: int) -> tuple[int, set[UUID]]:
         """Fold up to `limit` notifications after the stored position into the index."""
@@ -187,46 +260,6 @@ def _index_row(values: Sequence[Any]) -> IndexRow:
     return IndexRow(citizen_id, values[1], hashes)
 
 
-@dataclass(frozen=True)
-class IndexSource:
-    """Where another process reads the index from: a conninfo or an SQLite file."""
-
-    backend: Literal["postgres", "sqlite"]
-    location: str
-    schema: str = ""
-
-
-class IndexReader:
-    """Read-only lookups in the index from its own connection, without the lock.
-
-    What it finds may be stale by the time a batch takes the lock; `Batch.lookup` decides.
-    It is only ever behind, never ahead: a citizen in the index stays in it.
-    """
-
-    def __init__(self, source: IndexSource) -> None:
-        self.source = source
-        self._postgres: psycopg.Connection[TupleRow] | None = None
-        self._sqlite: sqlite3.Connection | None = None
-        if source.backend == "postgres":
-            self._postgres = psycopg.connect(source.location, autocommit=True)
-        else:
-            self._sqlite = sqlite3.connect(f"file:{source.location}?mode=ro", uri=True)
-
-    def lookup(self, ids: Sequence[UUID]) -> dict[UUID, IndexRow]:
-        if self._postgres is not None:
-            table = sql.Identifier(self.source.schema, BulkStore.index_table)
-            with self._postgres.cursor() as cursor:
-                return _postgres_lookup(cursor, table, ids)
-        assert self._sqlite is not None
-        return _sqlite_lookup(self._sqlite.cursor(), BulkStore.index_table, ids)
-
-    def close(self) -> None:
-        if self._postgres is not None:
-            self._postgres.close()
-        if self._sqlite is not None:
-            self._sqlite.close()
-
-
 def _postgres_lookup(
     cursor: psycopg.Cursor[TupleRow], table: sql.Identifier, ids: Sequence[UUID]
 ) -> dict[UUID, IndexRow]:
@@ -276,9 +309,27 @@ class PostgresBulkStore(BulkStore):
             self._conn = conn
             try:
                 self._create_tables(conn)
+                self._create_scratch_tables(conn)
                 yield
             finally:
                 self._conn = None
+                if not conn.closed:
+                    conn.rollback()
+                    with conn.transaction():
+                        conn.execute(f"DROP TABLE IF EXISTS {_PROBE}, {_SEEN}")
+
+    def _create_scratch_tables(self, conn: psycopg.Connection[Any]) -> None:
+        """The session's own tables: the batch's rows, and the citizens this run accepted."""
+        hashes = ", ".join(f"{c} bigint NOT NULL" for c in _HASH_COLUMNS)
+        with conn.transaction():
+            conn.execute(f"DROP TABLE IF EXISTS {_PROBE}, {_SEEN}")
+            conn.execute(
+                f"CREATE TEMP TABLE {_PROBE} (line bigint NOT NULL, citizen_id uuid NOT NULL,"
+                f" {hashes}, states_death boolean NOT NULL) ON COMMIT DELETE ROWS"
+            )
+            conn.execute(
+                f"CREATE TEMP TABLE {_SEEN} (citizen_id uuid PRIMARY KEY, line bigint NOT NULL)"
+            )
 
     def _create_tables(self, conn: psycopg.Connection[Any]) -> None:
         hashes = sql.SQL(", ").join(
@@ -302,14 +353,6 @@ class PostgresBulkStore(BulkStore):
                     self.position_
                 )
             )
-
-    def source(self) -> IndexSource:
-        params = self.recorder.datastore.pool.kwargs
-        assert isinstance(params, dict)
-        conninfo = make_conninfo(
-            "", **{k: params[k] for k in ("dbname", "host", "port", "user", "password")}
-        )
-        return IndexSource("postgres", conninfo, self.recorder.datastore.schema)
 
     @contextmanager
     def batch(self) -> Iterator[Batch]:
@@ -383,35 +426,74 @@ class _PostgresBatch(Batch):
         self.cursor.execute(sql.SQL("TRUNCATE {}").format(self.store.index))
         self.set_position(0)
 
+    def duplicates(self, rows: Rows) -> list[int]:
+        self.cursor.execute("SET LOCAL enable_hashjoin = off")
+        self.cursor.execute("SET LOCAL enable_mergejoin = off")
+        self._copy(f"COPY {_PROBE} FROM STDIN (FORMAT BINARY)", _probe_rows(rows))
+        self.cursor.execute(
+            f"INSERT INTO {_SEEN} SELECT citizen_id, line FROM {_PROBE} ON CONFLICT DO NOTHING"
+        )
+        if self.cursor.rowcount == len(rows):
+            return []
+        self.cursor.execute(
+            f"SELECT p.line FROM {_PROBE} p JOIN {_SEEN} s USING (citizen_id)"
+            " WHERE s.line <> p.line"
+        )
+        lines = [line for (line,) in self.cursor.fetchall()]
+        self.cursor.execute(f"DELETE FROM {_PROBE} WHERE line = ANY(%s)", (lines,))
+        return lines
+
+    def classify(self, rows: Rows) -> Classified:
+        differs = " OR ".join(f"i.{c} <> p.{c}" for c in _HASH_COLUMNS[:DEATH])
+        columns = ", ".join(f"i.{c}" for c in _INDEX_COLUMNS)
+        self.cursor.execute(
+            sql.SQL(
+                f"SELECT p.line, {columns} FROM {_PROBE} p LEFT JOIN {{}} i USING (citizen_id)"
+                f" WHERE i.citizen_id IS NULL OR {differs}"
+                f" OR (p.states_death AND i.{_HASH_COLUMNS[DEATH]} <> p.{_HASH_COLUMNS[DEATH]})"
+            ).format(self.store.index)
+        )
+        new: list[int] = []
+        changed: list[tuple[int, IndexRow]] = []
+        for line, *stored in self.cursor.fetchall():
+            if stored[0] is None:
+                new.append(line)
+            else:
+                changed.append((line, _index_row(stored)))
+        return Classified(new, changed)
+
     def write(
         self,
-        new: Sequence[NewCitizen],
+        new: Rows,
+        events: Sequence[bytes],
         changes: Sequence[StoredEvent],
         changed_rows: Sequence[IndexRow],
     ) -> None:
         if not new and not changes:
             return
-        events = [
-            _event_row(c.index.citizen_id.bytes, version, topic, state)
-            for c in new
-            for version, topic, state in c.events
-        ]
+        changed = []
         for e in changes:
             assert isinstance(e.originator_id, UUID)
-            events.append(_event_row(e.originator_id.bytes, e.originator_version, e.topic, e.state))
+            changed.append(
+                event_tuple(e.originator_id.bytes, e.originator_version, e.topic, e.state)
+            )
         self._copy(
             sql.SQL(
                 "COPY {} (originator_id, originator_version, topic, state)"
                 " FROM STDIN (FORMAT BINARY)"
             ).format(self.store.events),
-            events,
+            [*events, *changed],
         )
-        self._copy(
-            sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-                self.store.index, sql.SQL(", ").join(map(sql.Identifier, _INDEX_COLUMNS))
-            ),
-            [_INDEX_ROW.pack(8, *_index_fields(c.index)) for c in new],
-        )
+        if new:
+            columns = sql.SQL(", ").join(map(sql.Identifier, _INDEX_COLUMNS))
+            self.cursor.execute(
+                sql.SQL(
+                    "INSERT INTO {index} ({columns}) SELECT p.citizen_id,"
+                    f" 1 + p.states_death::int, {', '.join('p.' + c for c in _HASH_COLUMNS)}"
+                    f" FROM {_PROBE} p"
+                    " WHERE NOT EXISTS (SELECT FROM {index} i WHERE i.citizen_id = p.citizen_id)"
+                ).format(index=self.store.index, columns=columns)
+            )
         self.upsert(changed_rows)
         self.cursor.execute(
             sql.SQL("UPDATE {} SET notification_id = (SELECT max(notification_id) FROM {})").format(
@@ -420,31 +502,21 @@ class _PostgresBatch(Batch):
         )
         self.cursor.execute(sql.SQL("NOTIFY {}").format(self.store.channel))
 
-    def _copy(self, statement: sql.Composed, rows: Iterable[bytes]) -> None:
+    def _copy(self, statement: sql.Composed | str, rows: Iterable[bytes]) -> None:
         with self.cursor.copy(statement) as copy:
             copy.write(_PGCOPY_HEADER)
             copy.write(b"".join(rows))
             copy.write(_PGCOPY_TRAILER)
 
 
-def _event_row(citizen_id: bytes, version: int, topic: str, state: bytes) -> bytes:
-    topic_bytes = topic.encode()
-    return b"".join(
-        (
-            _EVENT_ROW_HEAD.pack(4, 16, citizen_id, 8, version, len(topic_bytes)),
-            topic_bytes,
-            _FIELD_LENGTH.pack(len(state)),
-            state,
-        )
-    )
-
-
-def _index_fields(row: IndexRow) -> Iterator[int | bytes]:
-    yield 16
-    yield row.citizen_id.bytes
-    for value in (row.version, *row.hashes):
-        yield 8
-        yield value
+def _probe_rows(rows: Rows) -> Iterator[bytes]:
+    """The rows as binary COPY tuples of the batch table."""
+    pack = _PROBE_ROW.pack
+    hashes = struct.iter_unpack("8s" * 6, rows.hashes)
+    for line, citizen_id, (a, b, c, d, e, f), death in zip(
+        rows.lines, rows.citizen_ids(), hashes, rows.deaths, strict=True
+    ):
+        yield pack(9, 8, line, 16, citizen_id, 8, a, 8, b, 8, c, 8, d, 8, e, 8, f, 1, death == 1)
 
 
 # SQLite
@@ -456,9 +528,20 @@ class SQLiteBulkStore(BulkStore):
     ) -> None:
         super().__init__(mapper, hasher)
         self.recorder = recorder
+        self.seen: SeenIds | None = None
 
     @contextmanager
     def open(self) -> Iterator[None]:
+        with tempfile.TemporaryDirectory(prefix="vaxreg-import-") as scratch:
+            self.seen = SeenIds(Path(scratch))
+            try:
+                self._create_tables()
+                yield
+            finally:
+                self.seen.close()
+                self.seen = None
+
+    def _create_tables(self) -> None:
         hashes = ", ".join(f"{c} INTEGER NOT NULL" for c in _HASH_COLUMNS)
         with self.recorder.datastore.transaction(commit=True) as cursor:
             cursor.execute(
@@ -471,10 +554,6 @@ class SQLiteBulkStore(BulkStore):
                 " notification_id INTEGER NOT NULL)"
             )
             cursor.execute(f"INSERT OR IGNORE INTO {self.position_table} VALUES (1, 0)")
-        yield
-
-    def source(self) -> IndexSource:
-        return IndexSource("sqlite", self.recorder.datastore.pool.db_name)
 
     @contextmanager
     def batch(self) -> Iterator[Batch]:
@@ -533,26 +612,80 @@ class _SQLiteBatch(Batch):
         self.cursor.execute(f"DELETE FROM {self.store.index_table}")
         self.set_position(0)
 
+    def duplicates(self, rows: Rows) -> list[int]:
+        assert self.store.seen is not None, "open() the store first"
+        return self.store.seen.earlier(rows)
+
+    def classify(self, rows: Rows) -> Classified:
+        ids = [UUID(bytes=i) for i in rows.citizen_ids()]
+        known = self.lookup(ids)
+        new: list[int] = []
+        changed: list[tuple[int, IndexRow]] = []
+        for index, (line, citizen_id) in enumerate(zip(rows.lines, ids, strict=True)):
+            stored = known.get(citizen_id)
+            if stored is None:
+                new.append(line)
+                continue
+            hashes = rows.row_hashes(index)
+            states_death = rows.deaths[index] == 1
+            if stored.hashes[:DEATH] != hashes[:DEATH] or (
+                states_death and stored.hashes[DEATH] != hashes[DEATH]
+            ):
+                changed.append((line, stored))
+        return Classified(new, changed)
+
     def write(
         self,
-        new: Sequence[NewCitizen],
+        new: Rows,
+        events: Sequence[bytes],
         changes: Sequence[StoredEvent],
         changed_rows: Sequence[IndexRow],
     ) -> None:
         if not new and not changes:
             return
-        events = [
-            (c.index.citizen_id.hex, version, topic, state)
-            for c in new
-            for version, topic, state in c.events
+        rows = [
+            (UUID(bytes=citizen_id).hex, version, topic, state)
+            for citizen_id, version, topic, state in event_fields(b"".join(events))
         ]
         for e in changes:
             assert isinstance(e.originator_id, UUID)
-            events.append((e.originator_id.hex, e.originator_version, e.topic, e.state))
-        self.cursor.executemany(self.store.recorder.insert_events_statement, events)
-        self.upsert([c.index for c in new])
+            rows.append((e.originator_id.hex, e.originator_version, e.topic, e.state))
+        self.cursor.executemany(self.store.recorder.insert_events_statement, rows)
+        self.upsert(
+            [
+                IndexRow(UUID(bytes=citizen_id), 1 + new.deaths[i], new.row_hashes(i))
+                for i, citizen_id in enumerate(new.citizen_ids())
+            ]
+        )
         self.upsert(changed_rows)
         self.cursor.execute(
             f"UPDATE {self.store.position_table} SET notification_id ="
             f" (SELECT max(rowid) FROM {self.store.recorder.events_table_name})"
         )
+
+
+class SeenIds:
+    """The citizen IDs an import run accepted so far, in a scratch SQLite file."""
+
+    def __init__(self, directory: Path) -> None:
+        self._db = sqlite3.connect(directory / "seen.sqlite3", isolation_level=None)
+        self._db.executescript(
+            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;"
+            " CREATE TABLE seen (id BLOB PRIMARY KEY) WITHOUT ROWID;"
+        )
+
+    def earlier(self, rows: Rows) -> list[int]:
+        """The lines whose id is already recorded; records the others."""
+        ids = rows.citizen_ids()
+        found: set[bytes] = set()
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            query = f"SELECT id FROM seen WHERE id IN ({','.join('?' * len(part))})"
+            found.update(row[0] for row in self._db.execute(query, part))
+        self._db.execute("BEGIN")
+        self._db.executemany("INSERT INTO seen VALUES (?)", ((i,) for i in ids if i not in found))
+        self._db.execute("COMMIT")
+        return [line for line, i in zip(rows.lines, ids, strict=True) if i in found]
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,12 +1,12 @@
 """Importing a population-register extract into the `population` event store.
 
-The extract is read in chunks of lines. Each chunk is parsed, checked by the `Citizen`
-aggregate and encoded by the application's mapper, either in this process or in worker
-processes (`workers`); rows of citizens the import index already knows are only hashed,
-as their events (if any) can only be decided under the lock. Rows then go in batches of
-`batch_size` through `bulk`: one transaction per batch under the event table's write
-lock, in which the import index is brought up to date, each row is classified against
-it, and the events and index rows are written together.
+The extract is read in chunks of lines. Each chunk is parsed, checked and encoded as if
+every row were a new citizen (`encoding`), either in this process or in worker
+processes (`workers`). Rows then go in batches of `batch_size` through `bulk`: one
+transaction per batch, in which the batch's citizens are checked against those the run
+already accepted, then, under the event table's write lock, the import index is brought
+up to date, each row is classified against it, and the events and index rows are
+written together.
 
 - A new citizen becomes `Registered` (and `Died` when the row gives a death date).
 - A known citizen whose row differs becomes the matching change events, made by the
@@ -16,7 +16,7 @@ it, and the events and index rows are written together.
 - An unchanged row writes nothing, so importing a file twice, or again after being killed
   half-way, converges on the same store.
 - An ID seen earlier in the same run is rejected as `duplicate_id`; the run's IDs are kept
-  in a scratch SQLite file, not in memory.
+  by the store (a temporary table, or a scratch SQLite file), not in memory.
 
 Memory stays bounded: a few chunks in flight and one batch.
 """
@@ -24,10 +24,9 @@ Memory stays bounded: a few chunks in flight and one batch.
 from __future__ import annotations
 
 import io
+import itertools
 import multiprocessing
 import os
-import sqlite3
-import tempfile
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -35,36 +34,24 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from multiprocessing.pool import AsyncResult, Pool
-from pathlib import Path
-from typing import BinaryIO, Final, NamedTuple, Protocol
-from uuid import UUID
+from typing import BinaryIO, Final, Protocol
 
-from eventsourcing.persistence import Mapper, StoredEvent
+from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
 from application.ids import IdDeriver
 from application.population import PopulationApp
-from domain.areas import AreaCode
-from domain.base import Actor, Clock, recording_clock, utc_now
+from domain.base import Actor, recording_clock, utc_now
 from domain.citizen import Citizen
-from domain.errors import (
-    CitizenDeceased,
-    CitizenMoved,
-    DomainError,
-    InvalidIdNumber,
-    InvalidValue,
-    UnknownArea,
-)
-from domain.identity import Sex
-from domain.names import normalise_name
-from infrastructure.population.bulk import (
-    BulkStore,
-    IndexReader,
-    IndexSource,
-    NewCitizen,
-    PostgresBulkStore,
-    SQLiteBulkStore,
+from domain.errors import CitizenDeceased, CitizenMoved, DomainError, InvalidValue
+from infrastructure.population.bulk import BulkStore, PostgresBulkStore, Rows, SQLiteBulkStore
+from infrastructure.population.encoding import (
+    Chunk,
+    ChunkEncoder,
+    EncodedChunk,
+    Rejected,
+    registration_reason,
 )
 from infrastructure.population.index import (
     BIRTH,
@@ -76,7 +63,6 @@ from infrastructure.population.index import (
     SEX,
     CitizenValues,
     FieldHasher,
-    Hashes,
     IndexRow,
     changed_fields,
     fold,
@@ -104,36 +90,6 @@ class LineSource(Protocol):
     """What the importer reads: a binary file, standard input or a streamed request body."""
 
     def readline(self, limit: int = -1, /) -> bytes: ...
-
-
-class Rejected(NamedTuple):
-    line: int
-    reason: str
-    message: str
-
-    def as_dict(self) -> dict[str, object]:
-        return {"line": self.line, "reason": self.reason, "message": self.message}
-
-
-class Parsed(NamedTuple):
-    """A valid row, ready to be written as a new citizen or compared with a known one."""
-
-    line: int
-    citizen_id: bytes
-    hashes: Hashes
-    states_death: bool
-    events: tuple[tuple[int, str, bytes], ...]
-    """The new citizen's events as (version, topic, state); none for a known citizen."""
-    values: tuple[str, str, str, str, str, str]
-    """The stored form of the row's fields (`CitizenValues.texts`)."""
-
-
-class Chunk(NamedTuple):
-    """Consecutive lines of the extract; `data` holds them with their line breaks."""
-
-    first_line: int
-    data: bytes
-    rejected: tuple[Rejected, ...]
 
 
 @dataclass
@@ -244,155 +200,7 @@ class ExtractReader:
             yield Chunk(first, b"".join(pending), tuple(rejected))
 
 
-# Parsing and building events
-
-
-class RowBuilder:
-    """Parses a chunk and turns each valid row into a new citizen's encoded events."""
-
-    def __init__(
-        self,
-        ids: IdDeriver,
-        mapper: Mapper[UUID],
-        hasher: FieldHasher,
-        today: date,
-        actor: Actor,
-        clock: Clock,
-        index: IndexReader | None = None,
-    ) -> None:
-        self.ids = ids
-        self.mapper = mapper
-        self.hasher = hasher
-        self.today = today
-        self.actor = actor
-        self.clock = clock
-        self.index = index
-        self.timings: defaultdict[str, float] = defaultdict(float)
-
-    def parse(self, chunk: Chunk, fmt: RegisterFormat, header: bytes) -> list[Parsed | Rejected]:
-        """Every row of the chunk, in line order.
-
-        Rows of citizens the index already knows are only hashed: whether they change
-        anything is decided under the lock, and a change is made by the aggregate.
-        """
-        results: list[Parsed | Rejected] = list(chunk.rejected)
-        if not chunk.data:
-            return results
-        offset = chunk.first_line - 2
-        stream = io.BytesIO((header if fmt == "csv" else b"\n") + chunk.data)
-        timings = self.timings
-        started = time.perf_counter()
-        entries: list[tuple[int, UUID, RegisterEntry]] = []
-        for line, row in read_rows(stream, fmt, today=self.today):
-            if isinstance(row, RowRejected):
-                results.append(Rejected(line + offset, row.reason_code.value, row.message))
-            else:
-                entries.append((line + offset, self.ids.citizen(row.id_number), row))
-        parsed = time.perf_counter()
-        timings["parse"] += parsed - started
-        known = self.index.lookup([e[1] for e in entries]) if self.index else {}
-        timings["index_read"] += time.perf_counter() - parsed
-        with recording_clock(self.clock):
-            for line, citizen_id, entry in entries:
-                if citizen_id in known:
-                    results.append(self.hashed(line, citizen_id, entry))
-                else:
-                    results.append(self.build(line, citizen_id, entry))
-        results.sort(key=lambda r: r.line)
-        return results
-
-    def hashed(self, line: int, citizen_id: UUID, entry: RegisterEntry) -> Parsed:
-        """A known citizen's row, without events: its values as the aggregate stores them."""
-        started = time.perf_counter()
-        values = CitizenValues(
-            normalise_name(entry.full_name),
-            entry.date_of_birth,
-            entry.sex,
-            entry.residence,
-            entry.phone,
-            entry.deceased_on,
-        )
-        hashes = self.hasher.hashes(citizen_id, values)
-        self.timings["hash"] += time.perf_counter() - started
-        return Parsed(
-            line, citizen_id.bytes, hashes, entry.deceased_on is not None, (), values.texts()
-        )
-
-    def take_timings(self) -> dict[str, float]:
-        taken, self.timings = self.timings, defaultdict(float)
-        return dict(taken)
-
-    def build(self, line: int, citizen_id: UUID, entry: RegisterEntry) -> Parsed | Rejected:
-        """A new citizen's row, with its events made by the aggregate and encoded."""
-        started = time.perf_counter()
-        try:
-            citizen = Citizen.register(
-                citizen_id,
-                entry.id_number,
-                entry.full_name,
-                entry.date_of_birth,
-                entry.sex,
-                entry.residence,
-                entry.phone,
-                today=self.today,
-                actor=self.actor,
-            )
-        except DomainError as error:
-            return Rejected(line, _registration_reason(error).value, error.message)
-        if entry.deceased_on is not None:
-            try:
-                citizen.record_death(entry.deceased_on, self.actor, self.today)
-            except DomainError as error:
-                return Rejected(line, Reason.BAD_DATE.value, error.message)
-        built = time.perf_counter()
-        encode = self.mapper.to_stored_event
-        events = tuple(
-            (stored.originator_version, stored.topic, stored.state)
-            for stored in map(encode, citizen.collect_events())
-        )
-        encoded = time.perf_counter()
-        values = CitizenValues(
-            citizen.full_name,
-            citizen.date_of_birth,
-            citizen.sex,
-            citizen.residence,
-            citizen.phone,
-            citizen.died_on,
-        )
-        hashes = self.hasher.hashes(citizen_id, values)
-        timings = self.timings
-        timings["build_events"] += built - started
-        timings["encode"] += encoded - built
-        timings["hash"] += time.perf_counter() - encoded
-        return Parsed(
-            line, citizen_id.bytes, hashes, entry.deceased_on is not None, events, values.texts()
-        )
-
-
-def _registration_reason(error: DomainError) -> Reason:
-    if isinstance(error, InvalidIdNumber):
-        return Reason.ID_CONTRADICTS_BIRTH
-    if isinstance(error, UnknownArea):
-        return Reason.BAD_RESIDENCE
-    if isinstance(error, InvalidValue):
-        field_name = error.details.get("field")
-        if field_name == "full_name":
-            return Reason.BAD_NAME
-        if field_name == "date_of_birth":
-            return Reason.BAD_DATE
-    return Reason.BAD_PHONE
-
-
-def _values(texts: Sequence[str]) -> CitizenValues:
-    name, birth, sex, residence, phone, died = texts
-    return CitizenValues(
-        name,
-        date.fromisoformat(birth),
-        Sex(sex),
-        AreaCode.parse(residence),
-        phone or None,
-        date.fromisoformat(died) if died else None,
-    )
+# Encoding in worker processes
 
 
 @dataclass(frozen=True)
@@ -403,65 +211,31 @@ class _WorkerConfig:
     actor: Actor
     fmt: RegisterFormat
     header: bytes
-    index: IndexSource
 
 
-_worker: tuple[RowBuilder, _WorkerConfig] | None = None
+_encoder: ChunkEncoder | None = None
 
 
 def _start_worker(config: _WorkerConfig) -> None:
-    global _worker
+    global _encoder
     ids = IdDeriver(config.id_key)
     app = PopulationApp(config.env, utc_now, ids)
-    hasher = FieldHasher(config.id_key)
-    index = IndexReader(config.index)
-    builder = RowBuilder(ids, app.mapper, hasher, config.today, config.actor, utc_now, index)
-    _worker = (builder, config)
+    _encoder = ChunkEncoder(
+        app.mapper,
+        ids,
+        config.id_key,
+        FieldHasher(config.id_key),
+        config.today,
+        config.actor,
+        utc_now,
+        config.fmt,
+        config.header,
+    )
 
 
-def _parse_in_worker(chunk: Chunk) -> tuple[list[Parsed | Rejected], dict[str, float]]:
-    assert _worker is not None, "the worker was not initialised"
-    builder, config = _worker
-    return builder.parse(chunk, config.fmt, config.header), builder.take_timings()
-
-
-# The run's IDs
-
-
-class SeenIds:
-    """The citizen IDs accepted so far in this run, in a scratch SQLite file."""
-
-    def __init__(self, directory: Path) -> None:
-        self._db = sqlite3.connect(directory / "seen.sqlite3", isolation_level=None)
-        self._db.executescript(
-            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;"
-            " CREATE TABLE seen (id BLOB PRIMARY KEY) WITHOUT ROWID;"
-        )
-
-    def first_time(self, ids: Sequence[bytes]) -> list[bool]:
-        """For each id, whether it is seen for the first time (in order), and record them."""
-        earlier: set[bytes] = set()
-        for start in range(0, len(ids), 500):
-            part = ids[start : start + 500]
-            rows = self._db.execute(
-                f"SELECT id FROM seen WHERE id IN ({','.join('?' * len(part))})", part
-            )
-            earlier.update(row[0] for row in rows)
-        fresh: list[bool] = []
-        batch: set[bytes] = set()
-        for citizen_id in ids:
-            first = citizen_id not in earlier and citizen_id not in batch
-            batch.add(citizen_id)
-            fresh.append(first)
-        self._db.execute("BEGIN")
-        self._db.executemany(
-            "INSERT OR IGNORE INTO seen VALUES (?)", ((i,) for i in batch - earlier)
-        )
-        self._db.execute("COMMIT")
-        return fresh
-
-    def close(self) -> None:
-        self._db.close()
+def _encode_in_worker(chunk: Chunk) -> EncodedChunk:
+    assert _encoder is not None, "the worker was not initialised"
+    return _encoder.encode(chunk)
 
 
 # The import
@@ -499,138 +273,118 @@ class PopulationImport:
         self.today = app.today()
         self.store = _bulk_store(app, self.hasher)
         self.summary = ImportSummary()
+        self._fmt: RegisterFormat = "ndjson"
+        self._header = b""
 
     def run(self, stream: LineSource, fmt: RegisterFormat | None = None) -> ImportSummary:
         started = time.perf_counter()
         reader = ExtractReader(stream, fmt, self.chunk_lines)
-        with (
-            self.store.open(),
-            tempfile.TemporaryDirectory(prefix="vaxreg-import-") as scratch,
-        ):
+        with self.store.open():
             self.store.catch_up()
-            seen = SeenIds(Path(scratch))
-            try:
-                batch: list[Parsed | Rejected] = []
-                rows_in = self._parsed(reader)
-                while True:
-                    waited = time.perf_counter()
-                    rows = next(rows_in, None)
-                    self.summary.timings["wait_for_rows"] += time.perf_counter() - waited
-                    if rows is None:
-                        break
-                    batch.extend(rows)
-                    if len(batch) >= self.batch_size:
-                        self._import(batch, seen)
-                        self.summary.seconds = time.perf_counter() - started
-                        self.on_batch(self.summary, reader)
-                        batch = []
-                self._import(batch, seen)
-            finally:
-                seen.close()
+            batch: list[tuple[Chunk, EncodedChunk]] = []
+            rows = 0
+            encoded_chunks = self._encoded(reader)
+            while True:
+                waited = time.perf_counter()
+                encoded = next(encoded_chunks, None)
+                self.summary.timings["wait_for_rows"] += time.perf_counter() - waited
+                if encoded is None:
+                    break
+                self.summary.add_timings(encoded[1].timings)
+                batch.append(encoded)
+                rows += len(encoded[1].lines) + len(encoded[1].rejected)
+                if rows >= self.batch_size:
+                    self._import(batch)
+                    self.summary.seconds = time.perf_counter() - started
+                    self.on_batch(self.summary, reader)
+                    batch, rows = [], 0
+            self._import(batch)
         self.summary.seconds = time.perf_counter() - started
         self.on_batch(self.summary, reader)
         return self.summary
 
-    def _parsed(self, reader: ExtractReader) -> Iterator[list[Parsed | Rejected]]:
+    def _encoded(self, reader: ExtractReader) -> Iterator[tuple[Chunk, EncodedChunk]]:
+        """Each chunk with its encoding, in order; in worker processes when there are any."""
         chunks = reader.chunks()
         first = next(chunks, None)
         if first is None:
             return
-        if reader.fmt is None:
-            reader.fmt = "ndjson"
-        source = self.store.source()
-        index = IndexReader(source)
-        try:
-            local = RowBuilder(
-                self.app.ids,
+        self._fmt = reader.fmt or "ndjson"
+        self._header = reader.header
+        all_chunks = itertools.chain([first], chunks)
+        if self.workers == 0:
+            encoder = ChunkEncoder(
                 self.app.mapper,
+                self.app.ids,
+                self.id_key,
                 self.hasher,
                 self.today,
                 self.actor,
                 self.app.clock,
-                index,
+                self._fmt,
+                self._header,
             )
-            yield local.parse(first, reader.fmt, reader.header)
-            self.summary.add_timings(local.take_timings())
-            if self.workers == 0:
-                for chunk in chunks:
-                    yield local.parse(chunk, reader.fmt, reader.header)
-                    self.summary.add_timings(local.take_timings())
-                return
-        finally:
-            index.close()
+            for chunk in all_chunks:
+                yield chunk, encoder.encode(chunk)
+            return
         config = _WorkerConfig(
-            _worker_env(self.app),
-            self.id_key,
-            self.today,
-            self.actor,
-            reader.fmt,
-            reader.header,
-            source,
+            _worker_env(self.app), self.id_key, self.today, self.actor, self._fmt, self._header
         )
         with _pool(self.workers, config) as pool:
-            for rows, timings in _windowed(pool, chunks, window=2 * self.workers + 2):
-                self.summary.add_timings(timings)
-                yield rows
+            yield from _windowed(pool, all_chunks, window=2 * self.workers + 2)
 
-    def _import(self, rows: list[Parsed | Rejected], seen: SeenIds) -> None:
+    def _import(self, batch: list[tuple[Chunk, EncodedChunk]]) -> None:
         summary = self.summary
-        rejected = [r for r in rows if isinstance(r, Rejected)]
-        valid = [r for r in rows if isinstance(r, Parsed)]
-        summary.rows += len(rows)
         timings = summary.timings
         started = time.perf_counter()
-        first_time = seen.first_time([r.citizen_id for r in valid])
-        timings["seen_ids"] += time.perf_counter() - started
-        accepted: list[Parsed] = []
-        for row, first in zip(valid, first_time, strict=True):
-            if first:
-                accepted.append(row)
-            else:
-                message = "this ID number is on an earlier line of the file"
-                rejected.append(Rejected(row.line, Reason.DUPLICATE_ID.value, message))
-        new: list[NewCitizen] = []
+        encoded = [e for _, e in batch]
+        rejected = [r for e in encoded for r in e.rejected]
+        rows = Rows.of(encoded)
+        summary.rows += len(rows) + len(rejected)
+        repeated = _repeated_lines(rows)
+        rows = rows.without(repeated)
         changes: list[StoredEvent] = []
         changed_rows: list[IndexRow] = []
-        unchanged = 0
-        with self.store.batch() as batch:
-            started = time.perf_counter()
-            batch.lock()
+        with self.store.batch() as store:
+            checked = time.perf_counter()
+            earlier = store.duplicates(rows)
+            rows = rows.without(earlier)
+            repeated.extend(earlier)
+            locking = time.perf_counter()
+            store.lock()
             locked = time.perf_counter()
-            ids = [UUID(bytes=r.citizen_id) for r in accepted]
-            known = batch.lookup(ids)
+            classified = store.classify(rows)
             looked_up = time.perf_counter()
-            for citizen_id, row in zip(ids, accepted, strict=True):
-                stored = known.get(citizen_id)
-                if stored is None and not row.events:
-                    raise RuntimeError(f"the index lost citizen {citizen_id} during the import")
-                if stored is None:
-                    index = IndexRow(citizen_id, len(row.events), row.hashes)
-                    new.append(NewCitizen(index, row.events))
-                    continue
-                fields = changed_fields(stored.hashes, row.hashes, row.states_death)
-                outcome = self._change(stored, row, fields) if fields else None
+            settled = 0
+            for line, stored in classified.changed:
+                outcome = self._change(stored, batch, line, rows)
                 if outcome is None:
-                    unchanged += 1
-                elif isinstance(outcome, Rejected):
+                    continue
+                settled += 1
+                if isinstance(outcome, Rejected):
                     rejected.append(outcome)
                 else:
                     changes.extend(outcome[0])
                     changed_rows.append(outcome[1])
-            classified = time.perf_counter()
-            batch.write(new, changes, changed_rows)
+            classified_at = time.perf_counter()
+            new = set(classified.new)
+            store.write(_selected(rows, new), _new_events(encoded, new), changes, changed_rows)
             written = time.perf_counter()
-        timings["lock_and_catch_up"] += locked - started
-        timings["index_lookup"] += looked_up - locked
-        timings["classify_and_change"] += classified - looked_up
-        timings["copy_events_and_index"] += written - classified
+        message = "this ID number is on an earlier line of the file"
+        rejected.extend(Rejected(line, Reason.DUPLICATE_ID.value, message) for line in repeated)
+        timings["batch_rows"] += checked - started
+        timings["duplicates"] += locking - checked
+        timings["lock_and_catch_up"] += locked - locking
+        timings["classify"] += looked_up - locked
+        timings["change"] += classified_at - looked_up
+        timings["copy_events_and_index"] += written - classified_at
         committed = time.perf_counter()
         timings["commit"] += committed - written
-        summary.longest_lock_seconds = max(summary.longest_lock_seconds, committed - started)
+        summary.longest_lock_seconds = max(summary.longest_lock_seconds, committed - locking)
         summary.created += len(new)
         summary.updated += len(changed_rows)
-        summary.unchanged += unchanged
-        summary.events += sum(len(c.events) for c in new) + len(changes)
+        summary.unchanged += len(rows) - len(new) - settled
+        summary.events += len(changes) + sum(1 + rows.deaths[i] for i in _positions(rows, new))
         summary.rejected += len(rejected)
         rejected.sort(key=lambda r: r.line)
         for reject in rejected:
@@ -638,12 +392,29 @@ class PopulationImport:
             self.on_reject(reject)
 
     def _change(
-        self, stored: IndexRow, row: Parsed, fields: set[int]
+        self,
+        stored: IndexRow,
+        batch: Sequence[tuple[Chunk, EncodedChunk]],
+        line: int,
+        rows: Rows,
     ) -> tuple[list[StoredEvent], IndexRow] | Rejected | None:
-        """The events that bring a known citizen in line with the row, made by its commands."""
+        """The events that bring a known citizen in line with its row, made by its commands."""
+        entry = self._entry(batch, line)
+        values = CitizenValues(
+            entry.full_name,
+            entry.date_of_birth,
+            entry.sex,
+            entry.residence,
+            entry.phone,
+            entry.deceased_on,
+        )
+        fields = changed_fields(
+            stored.hashes,
+            self.hasher.hashes(stored.citizen_id, values),
+            entry.deceased_on is not None,
+        )
         citizen = self.app.find(stored.citizen_id, Citizen)
         assert citizen is not None, "the index names a citizen the store does not have"
-        values = _values(row.values)
         try:
             with recording_clock(self.app.clock):
                 if fields & set(IDENTITY):
@@ -663,11 +434,11 @@ class PopulationImport:
                     try:
                         citizen.record_death(values.died_on, self.actor, self.today)
                     except InvalidValue as error:
-                        return Rejected(row.line, Reason.BAD_DATE.value, error.message)
+                        return Rejected(line, Reason.BAD_DATE.value, error.message)
         except (CitizenDeceased, CitizenMoved) as error:
-            return Rejected(row.line, Reason.CONFLICTS_WITH_RECORD.value, error.message)
+            return Rejected(line, Reason.CONFLICTS_WITH_RECORD.value, error.message)
         except DomainError as error:
-            return Rejected(row.line, _registration_reason(error).value, error.message)
+            return Rejected(line, registration_reason(error).value, error.message)
         events = citizen.collect_events()
         if not events:
             return None
@@ -676,6 +447,56 @@ class PopulationImport:
             index = fold(self.hasher, index, event)
         assert index is not None
         return [self.app.mapper.to_stored_event(e) for e in events], index
+
+    def _entry(self, batch: Sequence[tuple[Chunk, EncodedChunk]], line: int) -> RegisterEntry:
+        """The row on `line` parsed again (a valid row: its chunk's encoding kept it)."""
+        chunk = next(c for c, _ in reversed(batch) if c.first_line <= line)
+        source = (self._header if self._fmt == "csv" else b"") + chunk.line(line) + b"\n"
+        for _, row in read_rows(io.BytesIO(source), self._fmt, today=self.today):
+            assert isinstance(row, RegisterEntry), f"line {line} was valid when encoded"
+            return row
+        raise AssertionError(f"line {line} is blank")
+
+
+def _repeated_lines(rows: Rows) -> list[int]:
+    """Lines whose citizen is on an earlier line of the same rows."""
+    ids = rows.citizen_ids()
+    if len(set(ids)) == len(ids):
+        return []
+    seen: set[bytes] = set()
+    repeated = []
+    for line, citizen_id in zip(rows.lines, ids, strict=True):
+        if citizen_id in seen:
+            repeated.append(line)
+        seen.add(citizen_id)
+    return repeated
+
+
+def _positions(rows: Rows, lines: set[int]) -> list[int]:
+    if len(lines) == len(rows):
+        return list(range(len(rows)))
+    return [i for i, line in enumerate(rows.lines) if line in lines]
+
+
+def _selected(rows: Rows, lines: set[int]) -> Rows:
+    if len(lines) == len(rows):
+        return rows
+    return rows.without(line for line in rows.lines if line not in lines)
+
+
+def _new_events(encoded: Sequence[EncodedChunk], new: set[int]) -> list[bytes]:
+    """The events of the new citizens' rows, each chunk's whole when all its rows are new."""
+    events: list[bytes] = []
+    for chunk in encoded:
+        if new.issuperset(chunk.lines):
+            events.append(chunk.events)
+            continue
+        start = 0
+        for line, end in zip(chunk.lines, chunk.event_ends, strict=True):
+            if line in new:
+                events.append(chunk.events[start:end])
+            start = end
+    return events
 
 
 def rebuild_index(app: PopulationApp, id_key: bytes) -> int:
@@ -718,15 +539,17 @@ def _pool(workers: int, config: _WorkerConfig) -> Iterator[Pool]:
 
 def _windowed(
     pool: Pool, chunks: Iterable[Chunk], window: int
-) -> Iterator[tuple[list[Parsed | Rejected], dict[str, float]]]:
-    """Results in chunk order, with at most `window` chunks read ahead (bounded memory)."""
-    pending: deque[AsyncResult[tuple[list[Parsed | Rejected], dict[str, float]]]] = deque()
+) -> Iterator[tuple[Chunk, EncodedChunk]]:
+    """Chunks with their encodings in order, at most `window` chunks ahead (bounded memory)."""
+    pending: deque[tuple[Chunk, AsyncResult[EncodedChunk]]] = deque()
     for chunk in chunks:
-        pending.append(pool.apply_async(_parse_in_worker, (chunk,)))
+        pending.append((chunk, pool.apply_async(_encode_in_worker, (chunk,))))
         if len(pending) >= window:
-            yield pending.popleft().get()
+            chunk, result = pending.popleft()
+            yield chunk, result.get()
     while pending:
-        yield pending.popleft().get()
+        chunk, result = pending.popleft()
+        yield chunk, result.get()
 
 
 def open_extract(path: str) -> AbstractContextManager[BinaryIO]:

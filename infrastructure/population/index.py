@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -39,6 +40,7 @@ CITIZEN_TOPICS: Final = frozenset(
 )
 
 _KEY_PURPOSE = b"population-import-index"
+_HASHES = struct.Struct(">6q")
 
 
 class IndexRow(NamedTuple):
@@ -69,8 +71,14 @@ class CitizenValues:
         )
 
 
+_SALTS: Final = tuple(field.to_bytes(16, "big") for field in range(len(FIELDS)))
+
+
 class FieldHasher:
-    """Keyed, per-citizen salted 64-bit hashes of field values (signed, to fit a bigint)."""
+    """Keyed, per-citizen salted 64-bit hashes of field values (signed, to fit a bigint).
+
+    `digests` gives all six as 8-byte big-endian digests: a bigint's binary COPY form.
+    """
 
     def __init__(self, id_key: bytes) -> None:
         self._key = hmac.new(id_key, _KEY_PURPOSE, hashlib.sha256).digest()
@@ -80,10 +88,23 @@ class FieldHasher:
             text.encode(),
             digest_size=8,
             key=self._key,
-            salt=field.to_bytes(16, "big"),
+            salt=_SALTS[field],
             person=citizen_id.bytes,
         ).digest()
         return int.from_bytes(digest, "big", signed=True)
+
+    def digests(self, citizen_id: bytes, texts: Iterable[str]) -> bytes:
+        """The hashes of the six field texts (in `FIELDS` order), concatenated."""
+        key = self._key
+        blake2b = hashlib.blake2b
+        return b"".join(
+            [
+                blake2b(
+                    text.encode(), digest_size=8, key=key, salt=salt, person=citizen_id
+                ).digest()
+                for salt, text in zip(_SALTS, texts, strict=True)
+            ]
+        )
 
     def hashes(self, citizen_id: UUID, values: CitizenValues) -> Hashes:
         h = self.hash
@@ -96,6 +117,12 @@ class FieldHasher:
             h(citizen_id, PHONE, e),
             h(citizen_id, DEATH, f),
         )
+
+
+def unpack_hashes(digests: bytes) -> Hashes:
+    """The six signed hashes of a `FieldHasher.digests` result."""
+    a, b, c, d, e, f = _HASHES.unpack(digests)
+    return (a, b, c, d, e, f)
 
 
 def changed_fields(stored: Hashes, row: Hashes, states_death: bool) -> set[int]:
