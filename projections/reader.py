@@ -26,6 +26,7 @@ from domain.clock import local_day
 from domain.vaccines import CATALOGUE
 from projections.engine import Lag, Projection, partition_for, wait_for
 from projections.models import statistics
+from projections.models.arrivals import parse_arrival
 from projections.models.checkpoint import level_at, pick
 from projections.models.eligibility import eligibility
 from projections.models.projection import (
@@ -135,7 +136,7 @@ def _arrivals(
     book = risk_book(risk)
     out = []
     for member, score in members:
-        origin, _, pseudonym = member.decode().partition("|")
+        origin, pseudonym = parse_arrival(member)
         level = level_at(book, origin, now)
         if level in policy.high_risk_levels:
             out.append(

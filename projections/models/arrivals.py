@@ -1,6 +1,6 @@
 """Arrivals: declared travellers from level 3-4 areas, per destination province and district.
 
-``a:<destination>`` is a sorted set of ``<origin>|<pseudonym>`` scored by the
+``a:<destination>`` is a sorted set of ``<origin>|<pseudonym (16 bytes)>`` scored by the
 declaration's end of validity (microseconds). A declaration is kept while its origin is
 at a high level at some moment of its validity, as far as the known risk levels say;
 readers ask for scores after now and keep the members whose origin is at a high level
@@ -13,8 +13,17 @@ from domain.checkpoint_policy import Policy
 from projections.models.checkpoint import RiskBook, level_at, risk_moments, split_area
 from projections.models.state import CitizenState
 
-Entry = tuple[str, str, float]
+Entry = tuple[str, bytes, float]
 """(logical key, member, score) of a sorted set."""
+
+
+def arrival_member(origin: str, pseudonym: str) -> bytes:
+    return origin.encode() + b"|" + bytes.fromhex(pseudonym)
+
+
+def parse_arrival(member: bytes) -> tuple[str, str]:
+    """(origin, pseudonym) of an arrival member."""
+    return member[:-17].decode(), member[-16:].hex()
 
 
 def arrival_entries(
@@ -29,5 +38,5 @@ def arrival_entries(
     if not any(level_at(risk, d.origin, m) in policy.high_risk_levels for m in moments):
         return set()
     province, district = split_area(d.destination)
-    member = f"{d.origin}|{pseudonym}"
+    member = arrival_member(d.origin, pseudonym)
     return {(f"a:{area}", member, float(d.valid_until)) for area in (province, district) if area}

@@ -238,7 +238,7 @@ class CitizenProjection(Projection):
     name = NAME
     contexts = ("population", "mobility", "immunization")
     topics = TOPICS
-    version = 8
+    version = 9
 
     def __init__(
         self,

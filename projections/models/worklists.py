@@ -26,10 +26,11 @@ def worklist_entries(pseudonym: str, state: CitizenState, catalogue: Catalogue) 
         screened = s is not None and s.unit == unit and s.screened_at >= registered_at
         outcome = s.outcome if s is not None and screened else "-"
         score = s.screened_at if s is not None and screened else registered_at
-        return {(f"wf:{unit}", f"{pseudonym}|{outcome}", float(score))}
+        return {(f"wf:{unit}", f"{pseudonym}|{outcome}".encode(), float(score))}
     last = max(state.doses, key=lambda d: d.given_at)
     status = state.status_at(max(state.seen, last.given_at), catalogue)
     nxt = status.next_dose if status else None
     if nxt is None or nxt.kind is not DoseKind.PRIMARY:
         return set()
-    return {(f"wd:{last.unit}", f"{pseudonym}|{nxt.number}", float(day_start_us(nxt.earliest)))}
+    member = f"{pseudonym}|{nxt.number}".encode()
+    return {(f"wd:{last.unit}", member, float(day_start_us(nxt.earliest)))}
