@@ -780,11 +780,14 @@ class RedisStore:
 class _ReaderBase:
     """Generation cache shared by the sync and async readers.
 
-    Every read is pipelined with ``HGET meta gen`` in the same round trip; if the
+    Reads are pipelined with ``HGET meta gen`` in the same round trip; if the
     generation changed since it was cached, the read is repeated once against the new
-    generation. Readers therefore never serve a retired generation and need neither a
-    pub/sub connection nor a TTL on the hot path. :meth:`physical_key` (for callers
-    issuing their own commands) trusts the cache for ``ttl`` seconds.
+    generation, so no pub/sub connection is needed and a retired generation is never
+    served. The async reader (the API's hot path) skips the ``HGET`` while the
+    generation was seen within ``ttl`` seconds: for up to ``ttl`` after a switch a value
+    may then come from the previous generation, and an empty answer is read again the
+    checked way. :meth:`physical_key` (for callers issuing their own commands) trusts
+    the cache for ``ttl`` seconds too.
     """
 
     def __init__(self, namespace: str, ttl: float) -> None:
@@ -924,6 +927,12 @@ class AsyncRedisReader(_ReaderBase):
     async def _read(
         self, projection: str, logical_key: str, partition: int, cmd: _Command
     ) -> object:
+        fresh = self._fresh(projection)
+        if fresh is not None and fresh[0] is not None:
+            key = self._key(projection, fresh[0], logical_key, partition)
+            found = await self.client.execute_command(cmd[0], key, *cmd[1])  # type: ignore[no-untyped-call]
+            if found:
+                return found
         gen = self._cached(projection)
         pipe = self.client.pipeline(transaction=False)
         pipe.hget(self.layout.meta(projection), "gen")

@@ -44,7 +44,7 @@ def checkpoint(ctx: BenchContext) -> Result:
     ceiling = ctx.ceiling("asgi_redis_get")
     population = ctx.size(100_000, 5_000)
     duration = ctx.seconds(10, 3)
-    with fx.stack(ctx) as stack:
+    with fx.stack(ctx, pool_size=2) as stack:
         entries = fx.register_entries(population, seed=23)
         fx.import_population(stack, entries)
         citizens = [
