@@ -478,7 +478,7 @@ def apply_batch(
     last = notifications[-1].id
     if all(p.positions.get(context, 0) >= last for p in parts):
         return Outcome.NOTHING_NEW
-    name, gen, topics = projection.name, state.info.gen, projection.topics
+    name, gen, topics = projection.name, state.info.gen, frozenset(projection.topics)
     partitioned = len(parts) > 1
     todo: list[tuple[DomainEvent, int]] = []
     for index, notification in enumerate(notifications):
@@ -547,7 +547,7 @@ def _replay(
     projection: Projection, context: str, batch: DecodedBatch, views: Sequence[ViewBatch]
 ) -> builtins.set[int]:
     """Handle every event of a page into its partition's view; the partitions touched."""
-    topics, partitioned = projection.topics, len(views) > 1
+    topics, partitioned = frozenset(projection.topics), len(views) > 1
     touched: builtins.set[int] = set()
     for index, notification in enumerate(batch.notifications):
         if topics and notification.topic not in topics:

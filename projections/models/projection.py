@@ -38,6 +38,7 @@ from uuid import UUID
 from application.ids import IdDeriver
 from domain.checkpoint_policy import DEFAULT_POLICY, Policy
 from domain.clock import local_day
+from domain.doses import DoseKind
 from domain.names import masked
 from domain.vaccines import CATALOGUE, Catalogue
 from projections.engine import DomainEvent, Projection, Read, ViewBatch, partition_for
@@ -257,8 +258,7 @@ class CitizenProjection(Projection):
     def _topic(self, event: DomainEvent) -> str:
         return str(getattr(event, "TOPIC", ""))
 
-    def _pseudonym(self, event: DomainEvent, context: str) -> str | None:
-        topic = self._topic(event)
+    def _pseudonym(self, event: DomainEvent, context: str, topic: str) -> str | None:
         if topic.startswith(POPULATION):
             return str(event.originator_id.hex)
         if topic.startswith((MOBILITY, IMMUNIZATION)):
@@ -277,12 +277,12 @@ class CitizenProjection(Projection):
         the engine's one-partition-per-event routing cannot do, so `partitions` stays 1."""
         topic = self._topic(event)
         context = "immunization" if topic.startswith(IMMUNIZATION) else "mobility"
-        pseudonym = self._pseudonym(event, context)
+        pseudonym = self._pseudonym(event, context, topic)
         return partition_for(pseudonym, self.partitions) if pseudonym else 0
 
     def prefetch(self, event: DomainEvent, context: str) -> Iterable[Read]:
         reads: list[Read] = [("hgetall", RISK_KEY)]
-        pseudonym = self._pseudonym(event, context)
+        pseudonym = self._pseudonym(event, context, self._topic(event))
         if pseudonym is not None:
             reads.append(("hget", citizen_bucket(pseudonym), citizen_field(pseudonym)))
         return reads
@@ -292,7 +292,7 @@ class CitizenProjection(Projection):
         if topic.startswith(RISK):
             self._risk_changed(event, topic, view)
             return
-        pseudonym = self._pseudonym(event, context)
+        pseudonym = self._pseudonym(event, context, topic)
         if pseudonym is None or topic.endswith(".Opened"):
             return
         state = self._touch(view, pseudonym).state
@@ -300,12 +300,16 @@ class CitizenProjection(Projection):
         state.seen = max(state.seen, us(getattr(event, "timestamp")))  # noqa: B009
 
     def finish(self, view: ViewBatch) -> None:
-        """Rewrite what derives from each citizen the batch touched, once."""
+        """Rewrite what derives from each citizen the batch touched, once.
+
+        Each citizen's state is let go once written: a rebuild's batch holds everyone's.
+        """
         touched: dict[str, _Touched] = view.scratch.get(_TOUCHED, {})
         if not touched:
             return
         risk = risk_book(view.hgetall(RISK_KEY))
-        for pseudonym, t in touched.items():
+        while touched:
+            pseudonym, t = touched.popitem()
             state = t.state
             state.changed()
             self._write(view, pseudonym, t.before, self._derive(pseudonym, state, risk))
@@ -505,7 +509,7 @@ def _dose(dose: Any, severe: bool = False) -> DoseState:
         dose.dose_id.hex[:8],
         dose.product,
         us(dose.given_at),
-        dose.kind.value == "booster",
+        dose.kind is DoseKind.BOOSTER,
         dose.unit,
         severe,
     )

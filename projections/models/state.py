@@ -31,9 +31,12 @@ from domain.vaccines import Catalogue
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def us(moment: datetime) -> int:
     """Microseconds since the epoch, exactly."""
-    return (moment - EPOCH) // timedelta(microseconds=1)
+    return (moment - EPOCH) // _MICROSECOND
 
 
 def from_us(micros: int) -> datetime:

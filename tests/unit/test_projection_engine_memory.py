@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from projections import engine
 from projections.engine import (
     DecodedBatch,
     DomainEvent,
@@ -26,7 +27,7 @@ from projections.engine import (
     partition_for,
     rebuild,
 )
-from projections.stores import MemoryStore, PartitionState
+from projections.stores import MemoryStore, PartitionCommit, PartitionState
 from projections.worker import ProjectionWorker
 from tests.support.toy import Counter, Counters, record
 from tests.support.waiting import wait_until
@@ -272,6 +273,48 @@ def test_rebuild_switches_generation_and_drops_old_keys() -> None:
     record(app, [(0, 1)], counters)
     worker.catch_up()
     assert store.reader().hget("tally", "stats", "bumps") == b"4"
+
+
+def test_rebuild_reads_nothing_and_writes_in_commits_with_the_positions_last(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = popo_app()
+    store = MemoryStore("t")
+    counters: list[Counter] = []
+    record(app, [(0, 2), (1, 3), (2, 1), (0, -1), (1, 4), (3, 9), (2, 2)], counters)
+    projection = PartitionedCounterView()
+    worker = ProjectionWorker({"toy": app}, [projection], store)
+    worker.catch_up()
+    incremental = store.snapshot(projection.name)
+    head = app.recorder.max_notification_id()
+    commits: list[PartitionCommit] = []
+    commit = store.commit
+
+    def recorded(name: str, gen: int, batch: Sequence[PartitionCommit]) -> list[int]:
+        commits.extend(batch)
+        return commit(name, gen, batch)
+
+    def unexpected(*args: object) -> None:
+        raise AssertionError("a rebuild read the store")
+
+    monkeypatch.setattr(store, "commit", recorded)
+    for read in ("get", "hget", "hgetall", "smembers", "sismember", "read_many"):
+        monkeypatch.setattr(store, read, unexpected)
+    monkeypatch.setattr(engine, "REBUILD_COMMIT_OPS", 3)
+    rebuild(store, projection, {"toy": app}, page_size=4)
+    monkeypatch.undo()
+
+    assert store.snapshot(projection.name) == incremental
+    for part in range(projection.partitions):
+        mine = [c for c in commits if c.partition == part]
+        assert [dict(c.positions) for c in mine] == [{}] * (len(mine) - 1) + [{"toy": head}]
+        assert all(len(c.ops) <= 3 for c in mine)
+    assert len(commits) > projection.partitions
+    record(app, [(0, 5)], counters)
+    worker.catch_up()
+    incremental_after = store.snapshot(projection.name)
+    rebuild(store, projection, {"toy": app})
+    assert store.snapshot(projection.name) == incremental_after
 
 
 def test_version_bump_triggers_rebuild() -> None:
