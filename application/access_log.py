@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
@@ -274,7 +274,8 @@ class AccessLog(Application[UUID]):
 @dataclass
 class _Pending:
     entry: AccessEntry
-    done: Future[None] = field(default_factory=Future)
+    done: Future[None] | None = None
+    """For a caller waiting until the entry is stored."""
 
 
 class AccessRecorder:
@@ -282,9 +283,10 @@ class AccessRecorder:
 
     `submit` returns at once with a future that is done when the entry is stored; a
     caller that must not answer before its read is recorded waits for it, and its
-    submission starts a flush at once. Others are flushed every `interval` seconds.
-    While the store is down, batches are kept and retried; beyond `max_pending` new
-    entries are refused (their futures fail) rather than growing without bound.
+    submission starts a flush at once. `queue` (the hot path) only queues. Entries are
+    flushed every `interval` seconds. While the store is down, batches are kept and
+    retried; beyond `max_pending` new entries are refused (their futures fail, `queue`
+    answers False) rather than growing without bound.
     `drain` (on a server's shutdown) and `close` write everything still pending, so a
     clean shutdown loses nothing; a crash
     loses the entries of at most the last `interval` (and any still being retried).
@@ -314,27 +316,41 @@ class AccessRecorder:
         self._thread.start()
 
     def submit(self, entry: AccessEntry, urgent: bool = False) -> Future[None]:
-        pending = _Pending(entry)
+        done: Future[None] = Future()
+        if not self._accept(_Pending(entry, done)):
+            done.set_exception(AccessLogFull("the access log is not accepting reads"))
+        elif urgent:
+            self._wake.set()
+        return done
+
+    def queue(self, entry: AccessEntry) -> bool:
+        """Queue `entry` for the next flush without a future; False if it was refused."""
+        return self._accept(_Pending(entry))
+
+    def _accept(self, pending: _Pending) -> bool:
         with self._lock:
             if self._stopping or len(self._pending) >= self.max_pending:
                 self.refused += 1
-                pending.done.set_exception(AccessLogFull("the access log is not accepting reads"))
-                return pending.done
+                return False
             self._pending.append(pending)
-        if urgent:
-            self._wake.set()
-        return pending.done
+        return True
 
     def pending(self) -> int:
         with self._lock:
             return len(self._pending)
 
     def flush(self) -> None:
-        """Write everything pending now, in the caller's thread (raises if the store is down)."""
-        while True:
+        """Write what is pending now, in the caller's thread (raises if the store is down).
+
+        Entries submitted meanwhile wait for the next flush: under a steady stream of
+        reads the thread writes one batch per interval, not one small batch after another.
+        """
+        with self._lock:
+            due = len(self._pending)
+        while due > 0:
             with self._lock:
-                batch = self._pending[: self.max_batch]
-                del self._pending[: self.max_batch]
+                batch = self._pending[: min(due, self.max_batch)]
+                del self._pending[: len(batch)]
             if not batch:
                 return
             try:
@@ -343,9 +359,11 @@ class AccessRecorder:
                 with self._lock:
                     self._pending[:0] = batch
                 raise
+            due -= len(batch)
             self.recorded += len(batch)
             for p in batch:
-                p.done.set_result(None)
+                if p.done is not None:
+                    p.done.set_result(None)
 
     def drain(self, timeout: float = 30.0) -> None:
         """Write everything pending, retrying for `timeout` seconds; then fail what is left."""
@@ -373,7 +391,8 @@ class AccessRecorder:
             lost, self._pending = self._pending, []
         logger.error("access log: %d reads could not be recorded (%s)", len(lost), type(error))
         for p in lost:
-            p.done.set_exception(error)
+            if p.done is not None:
+                p.done.set_exception(error)
 
     def _run(self) -> None:
         while not self._stopping:

@@ -147,9 +147,10 @@ class AccessLogMiddleware:
         entry = self._entry(scope, watched)
         if entry is None:
             return True
-        done = self.recorder.submit(entry, urgent=watched.before_answer)
         if not watched.before_answer:
+            self.recorder.queue(entry)
             return True
+        done = self.recorder.submit(entry, urgent=True)
         try:
             await asyncio.wait_for(asyncio.wrap_future(done), self.timeout)
         except Exception as error:

@@ -269,7 +269,7 @@ class CheckpointLookups:
             }
         )
         await send({"type": "http.response.body", "body": document})
-        self._recorder.submit(AccessEntry(reader, LOOKUP, subject, now))
+        self._recorder.queue(AccessEntry(reader, LOOKUP, subject, now))
         return 200
 
 

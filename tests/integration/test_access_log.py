@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -13,7 +14,7 @@ from fastapi.testclient import TestClient
 from api.http.access import WATCHED, Watched, reader_of
 from api.http.app import create_app
 from api.http.security import Role, TokenIssuer
-from application.access_log import AccessLog, AccessRecorder
+from application.access_log import AccessEntry, AccessLog, AccessRecorder
 from domain.base import Actor
 from infrastructure.bootstrap import Registry
 from tests.support.registry import (
@@ -144,3 +145,21 @@ def test_a_read_that_cannot_be_recorded_is_not_answered(registry: Registry) -> N
 def test_a_citizen_reader_is_recorded_under_a_pseudonym(registry: Registry) -> None:
     reader = reader_of({"role": "citizen", "sub": LAN_ID}, registry.ids)
     assert reader == Actor(registry.ids.pseudonym(LAN.person), "citizen")
+
+
+def test_queued_reads_are_written_in_one_batch_and_refused_beyond_the_limit(
+    registry: Registry,
+) -> None:
+    recorder = AccessRecorder(registry.access_log, interval=3600.0, max_pending=3)
+    RECORDERS.append(recorder)
+    reader = Actor("officer-9", "checkpoint_officer", checkpoint="HN-CP-07")
+    pseudonym = registry.ids.pseudonym(LAN.person)
+    entries = [
+        AccessEntry(reader, "checkpoint_lookup", pseudonym, datetime.now(UTC)) for _ in range(4)
+    ]
+    assert [recorder.queue(entry) for entry in entries] == [True, True, True, False]
+    head = registry.access_log.head()
+    recorder.flush()
+    assert registry.access_log.head() == head + 1
+    assert recorder.pending() == 0
+    assert [r.what for r in registry.access_log.reads_by("officer-9")] == ["checkpoint_lookup"] * 3
