@@ -114,9 +114,15 @@ def _iso(micros: int) -> str:
     return from_us(micros).isoformat().replace("+00:00", "Z")
 
 
+def _status(state: CitizenState, at: int, catalogue: Catalogue) -> VaccinationStatus | None:
+    """The status at a moment; None, which documents show as unvaccinated (what the
+    status of an empty record says), when there is no vaccination record."""
+    return state.status_at(at, catalogue) if state.has_vaccination_record else None
+
+
 def _status_moments(state: CitizenState, catalogue: Catalogue) -> list[int]:
     moments = [d.given_at for d in state.doses]
-    final = state.status_at(max([state.seen, *moments]), catalogue)
+    final = _status(state, max([state.seen, *moments]), catalogue)
     if final is not None:
         if final.protected_from is not None:
             moments.append(day_start_us(final.protected_from))
@@ -198,7 +204,7 @@ def timeline(state: CitizenState, risk: RiskBook, policy: Policy, catalogue: Cat
     starts = [floor, *sorted(m for m in moments if m > floor)]
     periods: list[tuple[int, list[str]]] = []
     for start in starts:
-        fragments = _document(state, start, state.status_at(start, catalogue), risk, policy)
+        fragments = _document(state, start, _status(state, start, catalogue), risk, policy)
         if not periods or periods[-1][1] != fragments:
             periods.append((0 if not periods else start, fragments))
     return encode(periods)

@@ -7,9 +7,10 @@ from datetime import UTC, date, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from domain.checkpoint_policy import DEFAULT_POLICY
 from domain.status import vaccination_status
 from domain.vaccines import CATALOGUE
-from projections.models.checkpoint import encode, pick, stored_name
+from projections.models.checkpoint import _document, encode, pick, stored_name
 from projections.models.projection import join_value, split_value, unpack
 from projections.models.state import (
     CitizenState,
@@ -66,6 +67,14 @@ def test_a_value_splits_into_its_parts_and_serves_the_timeline_inflated() -> Non
     assert pick(unpack(value), 10) == b'{"name":"A. B.","declaration":null}'
     assert pick(unpack(value), 50) == b'{"name":"A. B."}'
     assert stored_name(unpack(value)) == "A. B."
+
+
+def test_without_a_vaccination_record_documents_show_the_empty_record_s_status() -> None:
+    state = CitizenState(masked_name="A. B.", date_of_birth="1990-05-01", seen=us(START))
+    assert not state.has_vaccination_record
+    status = state.status_at(us(START), CATALOGUE)
+    computed = _document(state, us(START), status, {}, DEFAULT_POLICY)
+    assert _document(state, us(START), None, {}, DEFAULT_POLICY) == computed
 
 
 dose_steps = st.lists(
