@@ -192,6 +192,8 @@ class _Base:
     ) -> None:
         self.store = store
         self.projections = list(projections)
+        self.versions = {p.name: p.version for p in self.projections}
+        """Generations another version built (an old layout) read as being rebuilt."""
         self.worker = worker
         self.policy = policy
         citizens = next(p for p in self.projections if p.name == NAME)
@@ -233,9 +235,11 @@ class ReadModels(_Base):
         if isinstance(store, RedisStore):
             if async_client is None:
                 raise ValueError("reading a RedisStore asynchronously needs an async client")
-            self._reader = AsyncRedisReader(async_client, store.layout.namespace)
+            self._reader = AsyncRedisReader(
+                async_client, store.layout.namespace, versions=self.versions
+            )
         else:
-            self._reader = _InProcess(store.reader())
+            self._reader = _InProcess(store.reader(self.versions))
 
     def start(self) -> None:
         """Start the embedded worker (in-process store); nothing to do on Redis."""
@@ -356,7 +360,7 @@ class SyncReadModels(_Base):
         policy: Policy = DEFAULT_POLICY,
     ) -> None:
         super().__init__(store, projections, worker, policy)
-        self._reader = store.reader()
+        self._reader = store.reader(self.versions)
 
     def _citizen(self, pseudonym: str) -> bytes | None:
         return self._reader.hget(

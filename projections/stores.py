@@ -200,8 +200,9 @@ class ReadModelStore(Protocol):
     def snapshot(self, name: str) -> dict[str, SnapshotValue]:
         """All keys of the current generation as ``p<i>:<logical key>`` -> value."""
 
-    def reader(self) -> ViewReader:
-        """A reader resolving the current generation for API code."""
+    def reader(self, versions: Mapping[str, int] | None = None) -> ViewReader:
+        """A reader resolving the current generation for API code; with `versions`, a
+        generation another version of its projection built reads as not there yet."""
 
 
 class ViewReader(Protocol):
@@ -501,19 +502,20 @@ class MemoryStore:
                         out[f"p{p}:{k[len(prefix) :]}"] = _snapshot_value(v)
             return out
 
-    def reader(self) -> MemoryReader:
-        return MemoryReader(self)
+    def reader(self, versions: Mapping[str, int] | None = None) -> MemoryReader:
+        return MemoryReader(self, versions)
 
 
 class MemoryReader:
     """:class:`ViewReader` over a :class:`MemoryStore` (no caching needed)."""
 
-    def __init__(self, store: MemoryStore) -> None:
+    def __init__(self, store: MemoryStore, versions: Mapping[str, int] | None = None) -> None:
         self._store = store
+        self._versions = dict(versions or {})
 
     def physical_key(self, projection: str, logical_key: str, partition: int = 0) -> str | None:
         info = self._store.meta(projection)
-        if info is None:
+        if info is None or self._versions.get(projection, info.version) != info.version:
             return None
         return self._store.layout.key(projection, info.gen, partition, logical_key)
 
@@ -773,27 +775,34 @@ class RedisStore:
         msg = f"unexpected type {kind!r} of {key}"
         raise ProjectionTypeError(msg)
 
-    def reader(self) -> RedisReader:
-        return RedisReader(self.client, self.layout.namespace)
+    def reader(self, versions: Mapping[str, int] | None = None) -> RedisReader:
+        return RedisReader(self.client, self.layout.namespace, versions=versions)
+
+
+_META_FIELDS = ("gen", "version")
+"""What a reader reads of a projection's meta hash, beside each checked read."""
 
 
 class _ReaderBase:
     """Generation cache shared by the sync and async readers.
 
-    Reads are pipelined with ``HGET meta gen`` in the same round trip; if the
+    Reads are pipelined with ``HMGET meta gen version`` in the same round trip; if the
     generation changed since it was cached, the read is repeated once against the new
     generation, so no pub/sub connection is needed and a retired generation is never
-    served. The async reader (the API's hot path) skips the ``HGET`` while the
-    generation was seen within ``ttl`` seconds: for up to ``ttl`` after a switch a value
-    may then come from the previous generation, and an empty answer is read again the
-    checked way. :meth:`physical_key` (for callers issuing their own commands) trusts
-    the cache for ``ttl`` seconds too.
+    served, nor one built by another version of the projection than the reader's
+    ``versions`` say (an old layout): that reads as no generation. The async reader (the
+    API's hot path) skips the ``HMGET`` while the generation was seen within ``ttl``
+    seconds: for up to ``ttl`` after a switch a value may then come from the previous
+    generation, and an empty answer is read again the checked way. :meth:`physical_key`
+    (for callers issuing their own commands) trusts the cache for ``ttl`` seconds too.
     """
 
-    def __init__(self, namespace: str, ttl: float) -> None:
+    def __init__(self, namespace: str, ttl: float, versions: Mapping[str, int] | None) -> None:
         self.layout = KeyLayout(namespace)
         self.ttl = ttl
         self._gens: dict[str, tuple[int | None, float]] = {}
+        self.versions = dict(versions or {})
+        """The layout version of each projection this reader understands."""
 
     def _cached(self, projection: str) -> int | None:
         entry = self._gens.get(projection)
@@ -806,8 +815,12 @@ class _ReaderBase:
             return None
         return entry
 
-    def _remember(self, projection: str, raw: bytes | None) -> int | None:
-        gen = int(raw) if raw else None
+    def _remember(self, projection: str, raw: Sequence[bytes | None]) -> int | None:
+        """The generation from a reply to :data:`_META_FIELDS`, None unless readable."""
+        raw_gen, raw_version = raw
+        expected = self.versions.get(projection)
+        readable = expected is None or raw_version == str(expected).encode()
+        gen = int(raw_gen) if raw_gen and readable else None
         self._gens[projection] = (gen, time.monotonic())
         return gen
 
@@ -843,13 +856,19 @@ def _as_hash(raw: object) -> dict[bytes, bytes]:
 class RedisReader(_ReaderBase):
     """:class:`ViewReader` on a synchronous redis-py client: one round trip per read."""
 
-    def __init__(self, client: redis.Redis, namespace: str = "vaxreg", ttl: float = 1.0) -> None:
-        super().__init__(namespace, ttl)
+    def __init__(
+        self,
+        client: redis.Redis,
+        namespace: str = "vaxreg",
+        ttl: float = 1.0,
+        versions: Mapping[str, int] | None = None,
+    ) -> None:
+        super().__init__(namespace, ttl, versions)
         self.client = client
 
     def generation(self, projection: str) -> int | None:
-        raw = self.client.hget(self.layout.meta(projection), "gen")
-        return self._remember(projection, cast("bytes | None", raw))
+        raw = self.client.hmget(self.layout.meta(projection), _META_FIELDS)
+        return self._remember(projection, cast("list[bytes | None]", raw))
 
     def physical_key(self, projection: str, logical_key: str, partition: int = 0) -> str | None:
         entry = self._fresh(projection)
@@ -859,11 +878,11 @@ class RedisReader(_ReaderBase):
     def _read(self, projection: str, logical_key: str, partition: int, cmd: _Command) -> object:
         gen = self._cached(projection)
         pipe = self.client.pipeline(transaction=False)
-        pipe.hget(self.layout.meta(projection), "gen")
+        pipe.hmget(self.layout.meta(projection), _META_FIELDS)
         key = self._key(projection, gen, logical_key, partition)
         pipe.execute_command(cmd[0], key, *cmd[1])  # type: ignore[no-untyped-call]
-        raw_gen, value = pipe.execute()
-        current = self._remember(projection, raw_gen)
+        raw_meta, value = pipe.execute()
+        current = self._remember(projection, raw_meta)
         if current is None:
             raise ReadModelsUnavailable(projection)
         if current == gen:
@@ -908,14 +927,18 @@ class AsyncRedisReader(_ReaderBase):
     """The same reader on ``redis.asyncio`` for the HTTP API."""
 
     def __init__(
-        self, client: redis.asyncio.Redis, namespace: str = "vaxreg", ttl: float = 1.0
+        self,
+        client: redis.asyncio.Redis,
+        namespace: str = "vaxreg",
+        ttl: float = 1.0,
+        versions: Mapping[str, int] | None = None,
     ) -> None:
-        super().__init__(namespace, ttl)
+        super().__init__(namespace, ttl, versions)
         self.client = client
 
     async def generation(self, projection: str) -> int | None:
-        raw = await self.client.hget(self.layout.meta(projection), "gen")
-        return self._remember(projection, cast("bytes | None", raw))
+        raw = await self.client.hmget(self.layout.meta(projection), _META_FIELDS)
+        return self._remember(projection, cast("list[bytes | None]", raw))
 
     async def physical_key(
         self, projection: str, logical_key: str, partition: int = 0
@@ -935,10 +958,10 @@ class AsyncRedisReader(_ReaderBase):
                 return found
         gen = self._cached(projection)
         pipe = self.client.pipeline(transaction=False)
-        pipe.hget(self.layout.meta(projection), "gen")
+        pipe.hmget(self.layout.meta(projection), _META_FIELDS)
         pipe.execute_command(cmd[0], self._key(projection, gen, logical_key, partition), *cmd[1])
-        raw_gen, value = await pipe.execute()
-        current = self._remember(projection, raw_gen)
+        raw_meta, value = await pipe.execute()
+        current = self._remember(projection, raw_meta)
         if current is None:
             raise ReadModelsUnavailable(projection)
         if current == gen:

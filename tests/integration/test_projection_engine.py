@@ -47,6 +47,7 @@ from projections.stores import (
     AsyncRedisReader,
     PartitionCommit,
     PartitionState,
+    ReadModelsUnavailable,
     RedisStore,
 )
 from projections.worker import ProjectionWorker
@@ -401,6 +402,33 @@ def test_async_reader_follows_generation_switch(
     assert sync_reader.zrangebyscore("counter", "open", 0, 10) == [
         (str(counters[0].id).encode(), 1.0)
     ]
+
+
+def test_readers_take_a_generation_of_another_version_for_one_being_rebuilt(
+    app: Counters, store: RedisStore, redis_url: str
+) -> None:
+    projection = CounterView()
+    counters: list[Counter] = []
+    record(app, [(0, 1)], counters)
+    ProjectionWorker({"toy": app}, [projection], store).catch_up()
+    key = f"total:{counters[0].id}"
+    newer = {"counter": projection.version + 1}
+
+    async def read(versions: dict[str, int]) -> bytes | None:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        try:
+            reader = AsyncRedisReader(client, store.layout.namespace, ttl=0.0, versions=versions)
+            return await reader.get("counter", key)
+        finally:
+            await client.aclose()
+
+    assert store.reader({"counter": projection.version}).get("counter", key) == b"0"
+    assert asyncio.run(read({"counter": projection.version})) == b"0"
+    with pytest.raises(ReadModelsUnavailable):
+        store.reader(newer).get("counter", key)
+    with pytest.raises(ReadModelsUnavailable):
+        asyncio.run(read(newer))
+    assert store.reader(newer).physical_key("counter", key) is None
 
 
 # ------------------------------------------------------------------- command line

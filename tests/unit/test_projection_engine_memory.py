@@ -27,7 +27,12 @@ from projections.engine import (
     partition_for,
     rebuild,
 )
-from projections.stores import MemoryStore, PartitionCommit, PartitionState
+from projections.stores import (
+    MemoryStore,
+    PartitionCommit,
+    PartitionState,
+    ReadModelsUnavailable,
+)
 from projections.worker import ProjectionWorker
 from tests.support.toy import Counter, Counters, record
 from tests.support.waiting import wait_until
@@ -315,6 +320,19 @@ def test_rebuild_reads_nothing_and_writes_in_commits_with_the_positions_last(
     incremental_after = store.snapshot(projection.name)
     rebuild(store, projection, {"toy": app})
     assert store.snapshot(projection.name) == incremental_after
+
+
+def test_a_reader_takes_a_generation_of_another_version_for_one_being_rebuilt() -> None:
+    app = popo_app()
+    store = MemoryStore("t")
+    record(app, [(0, 2)], [])
+    projection = CounterView()
+    ProjectionWorker({"toy": app}, [projection], store).catch_up()
+    assert store.reader({"tally": projection.version}).hgetall("tally", "stats")
+    newer = store.reader({"tally": projection.version + 1})
+    assert newer.physical_key("tally", "stats") is None
+    with pytest.raises(ReadModelsUnavailable):
+        newer.hgetall("tally", "stats")
 
 
 def test_version_bump_triggers_rebuild() -> None:
