@@ -1,7 +1,14 @@
-"""The immunization context: vaccination records, the lot register, and status queries."""
+"""The immunization context: vaccination records, the lot register, and status queries.
+
+A dose checks its lot against a copy this process read less than `LOT_CACHE_SECONDS`
+ago: lots change rarely (registered once, perhaps recalled), and a dose needs no read of
+the lot register of its own. A lot registered or recalled by another process reaches
+dose recording here within that time; by this process, at once.
+"""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,6 +36,9 @@ from domain.lots import Lot
 from domain.status import VaccinationStatus, vaccination_status
 from domain.vaccination import VaccinationRecord
 from domain.vaccines import CATALOGUE, Catalogue
+
+LOT_CACHE_SECONDS = 1.0
+MAX_CACHED_LOTS = 10_000
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,8 @@ class ImmunizationApp(RegistryApplication):
         super().__init__(env, clock, ids)
         self.register = register
         self.catalogue = catalogue
+        self._lots: dict[uuid.UUID, tuple[Lot | None, float]] = {}
+        self._lot_changes = 0
 
     # Commands: the lot register
 
@@ -80,7 +92,10 @@ class ImmunizationApp(RegistryApplication):
             return [lot], {"lot": lot.lot_number, "product": product}
 
         payload = {"product": product, "lot": lot_number, "expires_on": expires_on}
-        return self.run(request, "register_lot", payload, work)
+        try:
+            return self.run(request, "register_lot", payload, work)
+        finally:
+            self._forget_lot(self.ids.lot(product, lot_number))
 
     def recall_lot(self, request: Request, product: str, lot_number: str, reason: str) -> Outcome:
         def work() -> Work:
@@ -89,7 +104,10 @@ class ImmunizationApp(RegistryApplication):
             return [lot], {"lot": lot.lot_number, "product": product}
 
         payload = {"product": product, "lot": lot_number, "reason": reason}
-        return self.run(request, "recall_lot", payload, work)
+        try:
+            return self.run(request, "recall_lot", payload, work)
+        finally:
+            self._forget_lot(self.ids.lot(product, lot_number))
 
     # Commands: the vaccination record
 
@@ -312,10 +330,29 @@ class ImmunizationApp(RegistryApplication):
 
     def _lot_problem(self, dose: Dose) -> str | None:
         self.catalogue.product(dose.product)
-        lot = self.find(self.ids.lot(dose.product, dose.lot), Lot)
+        lot = self._recent_lot(self.ids.lot(dose.product, dose.lot))
         if lot is None:
             return f"lot {dose.lot} of {dose.product} is not in the lot register"
         return lot.usable_problem(dose.product, dose.given_at, dose.given_on)
+
+    def _recent_lot(self, lot_id: uuid.UUID) -> Lot | None:
+        """The lot as read less than `LOT_CACHE_SECONDS` ago (None: not registered)."""
+        now = time.monotonic()
+        cached = self._lots.get(lot_id)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        changes = self._lot_changes
+        lot = self.find(lot_id, Lot)
+        if changes == self._lot_changes:
+            if len(self._lots) >= MAX_CACHED_LOTS:
+                self._lots.clear()
+            self._lots[lot_id] = (lot, now + LOT_CACHE_SECONDS)
+        return lot
+
+    def _forget_lot(self, lot_id: uuid.UUID) -> None:
+        """After this process changed a lot: a read begun before is not kept either."""
+        self._lot_changes += 1
+        self._lots.pop(lot_id, None)
 
 
 def _unit_of(actor: Actor) -> str:

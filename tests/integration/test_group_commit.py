@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 
 from application.commands import Request
-from application.immunization import IdentityAtSite
+from application.immunization import LOT_CACHE_SECONDS, IdentityAtSite
 from application.population import CitizenDetails
 from domain.areas import AreaCode
 from domain.doses import ScreeningOutcome
+from domain.errors import LotUnusable
 from domain.identity import NationalId, Sex, century_sex_digit
-from infrastructure.bootstrap import Registry
+from infrastructure.bootstrap import Registry, bootstrap
 from tests.support.registry import (
     ADMIN,
     NURSE,
@@ -125,3 +126,33 @@ def test_a_conflicting_member_fails_alone_and_the_rest_of_its_batch_commits(
         saved = registry.immunization.vaccination_record(people[n].person)
         assert saved is not None
         assert saved.registrations == [("79-HCM-001", 1), ("79-HCM-001", 3)]
+
+
+def test_a_recall_reaches_doses_at_once_here_and_within_the_lot_cache_time_elsewhere(
+    registry: Registry, tmp_path: Path, postgres_url: str
+) -> None:
+    people = [_citizen(n) for n in range(4)]
+    for person in people:
+        registry.population.register_citizen(ADMIN, person)
+    registry.immunization.register_lot(ADMIN, "comirnaty", "PF2", date(2022, 6, 1))
+
+    def give(person: CitizenDetails, lot: str) -> Any:
+        site = IdentityAtSite(person.person, person.full_name, person.date_of_birth)
+        return registry.immunization.record_dose(
+            Request(NURSE), site, dose("comirnaty", lot, registry.clock())
+        )
+
+    assert give(people[0], "PF1").result["deviations"] == []
+    registry.immunization.recall_lot(ADMIN, "comirnaty", "PF1", "cold chain broken")
+    with pytest.raises(LotUnusable):
+        give(people[1], "PF1")
+
+    assert give(people[2], "PF2").result["deviations"] == []
+    elsewhere = bootstrap(registry.settings, clock=registry.clock)
+    try:
+        elsewhere.immunization.recall_lot(ADMIN, "comirnaty", "PF2", "cold chain broken")
+    finally:
+        elsewhere.close()
+    time.sleep(LOT_CACHE_SECONDS)
+    with pytest.raises(LotUnusable):
+        give(people[3], "PF2")
