@@ -1,10 +1,12 @@
 """What routes depend on: the registry, settings, read models, and the caller of a command.
 
-No ``from __future__ import annotations`` here: FastAPI must see the closure's
-dependency in `caller` itself, not a name it would look up among the module's globals.
+The dependencies are ``async`` (they do not block), so FastAPI runs them on the event
+loop rather than handing each to its threadpool. No ``from __future__ import
+annotations`` here: FastAPI must see the closure's dependency in `caller` itself, not a
+name it would look up among the module's globals.
 """
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
@@ -25,18 +27,22 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 R = TypeVar("R", bound=BaseModel)
 
 
-def get_registry(request: Request) -> Registry:
+def registry_of(request: Request) -> Registry:
     registry = getattr(request.app.state, "registry", None)
     if not isinstance(registry, Registry):
         raise RuntimeError("app.state.registry is not set to a Registry")
     return registry
 
 
-def get_settings(registry: Annotated[Registry, Depends(get_registry)]) -> Settings:
+async def get_registry(request: Request) -> Registry:
+    return registry_of(request)
+
+
+async def get_settings(registry: Annotated[Registry, Depends(get_registry)]) -> Settings:
     return registry.settings
 
 
-def get_read_models(request: Request) -> Any:
+async def get_read_models(request: Request) -> Any:
     """The read-model queries given to `create_app`, or None."""
     return getattr(request.app.state, "read_models", None)
 
@@ -61,11 +67,11 @@ class Caller:
     request: CommandRequest
 
 
-def caller(*roles: Role) -> Callable[..., Caller]:
+def caller(*roles: Role) -> Callable[..., Awaitable[Caller]]:
     """A dependency for a command open to `roles`, reading the ``Idempotency-Key`` header."""
     allowed = require(*roles)
 
-    def dependency(
+    async def dependency(
         principal: Annotated[Principal, Depends(allowed)],
         idempotency_key: Annotated[
             str | None,

@@ -7,16 +7,13 @@ checks the role, reads one value, sends its bytes, counts the request in the met
 queues the lookup for the access log. They stay in the OpenAPI document: :func:`install`
 adds their operations, with the document's schema and an example, to ``openapi()``.
 
-Verified tokens are remembered for `PRINCIPAL_TTL_SECONDS`, so a revocation reaches
-this path within that time.
+Tokens are verified with `TokenVerifier.verify_recent`, like every other route's.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections import OrderedDict
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -39,7 +36,6 @@ from api.http.routers.queries import POSITION_PATTERN, reach, read_models
 from api.http.security import (
     AuthenticationError,
     AuthorizationError,
-    Principal,
     Role,
     TokenVerifier,
 )
@@ -51,8 +47,6 @@ from infrastructure.bootstrap import Registry
 from projections.stores import ReadModelsUnavailable
 
 ROLES = frozenset({Role.CHECKPOINT_OFFICER, Role.AUDITOR, Role.ADMIN})
-PRINCIPAL_TTL_SECONDS = 2.0
-PRINCIPAL_CACHE_SIZE = 10_000
 REBUILD_RETRY_AFTER_SECONDS = 2
 LOOKUP = "checkpoint_lookup"
 """What a lookup is recorded as in the access log."""
@@ -133,33 +127,18 @@ class CheckpointDocument(BaseModel):
     reasons: list[str] = Field(examples=[["origin_high_risk"]])
 
 
-class _Principals:
-    """Verified tokens for a short while: the hot path skips most JWT work on repeats."""
-
-    def __init__(self) -> None:
-        self._known: OrderedDict[str, tuple[Principal, Actor, float]] = OrderedDict()
-
-    def verify(self, authorization: str, verifier: Callable[[], TokenVerifier]) -> Actor:
-        """The reader of a bearer token allowed to look up checkpoint statuses."""
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise AuthenticationError("a bearer token is required", token_presented=False)
-        now = time.monotonic()
-        found = self._known.get(token)
-        if found is not None and found[2] > now:
-            principal, actor = found[0], found[1]
-        else:
-            principal = verifier().verify(token)
-            actor = actor_of(principal)
-            self._known[token] = (principal, actor, now + PRINCIPAL_TTL_SECONDS)
-            if len(self._known) > PRINCIPAL_CACHE_SIZE:
-                self._known.popitem(last=False)
-        if principal.role not in ROLES:
-            raise AuthorizationError(
-                f"the {principal.role.value} role may not do this",
-                allowed_roles=sorted(role.value for role in ROLES),
-            )
-        return actor
+def _reader(scope: Scope, verifier: TokenVerifier) -> Actor:
+    """The reader of the request's bearer token, if its role may look up statuses."""
+    scheme, _, token = _header(scope, b"authorization").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise AuthenticationError("a bearer token is required", token_presented=False)
+    principal = verifier.verify_recent(token)
+    if principal.role not in ROLES:
+        raise AuthorizationError(
+            f"the {principal.role.value} role may not do this",
+            allowed_roles=sorted(role.value for role in ROLES),
+        )
+    return actor_of(principal)
 
 
 def route_of(path: str) -> str | None:
@@ -220,7 +199,6 @@ class CheckpointLookups:
         self._registry: Registry = app.state.registry
         self._metrics: MetricsRegistry = app.state.metrics
         self._recorder: AccessRecorder = app.state.access_recorder
-        self._principals = _Principals()
 
     async def serve(self, route: str, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer a request for `route` (see `route_of`)."""
@@ -238,9 +216,7 @@ class CheckpointLookups:
         self._metrics.observe(scope["method"], route, status, time.perf_counter() - started)
 
     async def _answer(self, route: str, scope: Scope, send: Send) -> int:
-        reader = self._principals.verify(
-            _header(scope, b"authorization"), lambda: self._app.state.token_verifier
-        )
+        reader = _reader(scope, self._app.state.token_verifier)
         registry = self._registry
         scope["app"] = self._app
         models = read_models(Request(scope))

@@ -13,6 +13,10 @@ Wiring, in the app factory::
 
 Routes then depend on `get_principal`, or on ``require(Role.ADMIN, ...)`` for a role
 check, and call `ensure_unit` / `ensure_own_record` for checks on the object itself.
+They verify with `TokenVerifier.verify_recent`, which remembers a verified token for
+`REMEMBER_SECONDS`: a token revoked by another process is refused within that time
+(revoked through the same verifier, at once). These dependencies are ``async`` so
+FastAPI runs them on the event loop, not in its threadpool.
 Tests may instead set ``app.dependency_overrides[get_token_verifier]`` or
 ``app.dependency_overrides[get_principal]``. Errors are `ProblemError`s, rendered by
 `api.http.problems.install_problem_handlers` (401 carries ``WWW-Authenticate: Bearer``).
@@ -22,7 +26,8 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -47,6 +52,9 @@ IDENTIFIERS_SCOPE = "identifiers"
 """Lets an integrator see direct identifiers (ID numbers, names) in the event feed."""
 MAX_TOKEN_CHARS = 4096
 REQUIRED_CLAIMS = ("sub", "role", "jti", "iat", "exp", "iss")
+REMEMBER_SECONDS = 2.0
+"""How long `TokenVerifier.verify_recent` trusts an earlier verification of a token."""
+MAX_REMEMBERED = 10_000
 
 
 def utc_now() -> datetime:
@@ -227,6 +235,7 @@ class TokenVerifier:
         self.revocations = revocations
         self._now = now
         self._leeway = leeway
+        self._remembered: dict[str, tuple[Principal, float]] = {}
 
     def verify(self, token: str, now: datetime | None = None) -> Principal:
         """The principal of a valid token; `AuthenticationError` for anything else."""
@@ -269,8 +278,29 @@ class TokenVerifier:
             raise AuthenticationError("the token has been revoked")
         return principal
 
+    def verify_recent(self, token: str) -> Principal:
+        """`verify`, trusting a verification of the same token in the last
+        `REMEMBER_SECONDS` (its expiry is still checked): no signature check and no
+        revocation lookup on repeats."""
+        found = self._remembered.get(token)
+        if found is None or found[1] < time.monotonic():
+            principal = self.verify(token)
+            if len(self._remembered) >= MAX_REMEMBERED:
+                self._remembered.clear()
+            self._remembered[token] = (principal, time.monotonic() + REMEMBER_SECONDS)
+            return principal
+        principal = found[0]
+        if self._now() >= principal.expires_at + self._leeway:
+            raise AuthenticationError("the token has expired")
+        return principal
+
     def revoke(self, principal: Principal) -> None:
         self.revocations.revoke(principal.token_id, principal.expires_at)
+        self._remembered = {
+            token: entry
+            for token, entry in self._remembered.items()
+            if entry[0].token_id != principal.token_id
+        }
 
     @staticmethod
     def _principal(claims: dict[str, Any]) -> Principal:
@@ -297,7 +327,7 @@ class TokenVerifier:
 _bearer = HTTPBearer(auto_error=False, bearerFormat="JWT")
 
 
-def get_token_verifier(request: Request) -> TokenVerifier:
+async def get_token_verifier(request: Request) -> TokenVerifier:
     """The verifier the app factory put in ``app.state.token_verifier``."""
     verifier = getattr(request.app.state, "token_verifier", None)
     if not isinstance(verifier, TokenVerifier):
@@ -305,22 +335,22 @@ def get_token_verifier(request: Request) -> TokenVerifier:
     return verifier
 
 
-def get_principal(
+async def get_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     verifier: Annotated[TokenVerifier, Depends(get_token_verifier)],
 ) -> Principal:
     if credentials is None:
         raise AuthenticationError("a bearer token is required", token_presented=False)
-    return verifier.verify(credentials.credentials)
+    return verifier.verify_recent(credentials.credentials)
 
 
-def require(*roles: Role) -> Callable[[Principal], Principal]:
+def require(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency giving the principal if its role is one of `roles`, else a 403."""
     if not roles:
         raise ValueError("require() needs at least one role")
     allowed = frozenset(roles)
 
-    def dependency(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    async def dependency(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if principal.role not in allowed:
             raise AuthorizationError(
                 f"the {principal.role.value} role may not do this",

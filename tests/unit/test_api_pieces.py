@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,16 @@ from typer.testing import CliRunner
 from api.cli.server import demo_tokens, load_demo, serve, token
 from api.http.metrics import MetricsRegistry
 from api.http.routers.events import decode_cursor, encode_cursor
-from api.http.security import MemoryRevocationList, Role, TokenVerifier
+from api.http.security import (
+    AuthenticationError,
+    MemoryRevocationList,
+    Role,
+    TokenIssuer,
+    TokenVerifier,
+)
 from domain.errors import InvalidValue
 from infrastructure.bootstrap import bootstrap
+from infrastructure.keys import KeyRing
 from tests.support.registry import TEST_ID_KEY, TEST_SECRET, registry_settings
 
 
@@ -79,3 +87,22 @@ def test_the_demo_loads_once_and_prints_a_token_per_role(tmp_path: Path) -> None
     lines = "\n".join(demo_tokens(settings, "079190123456"))
     for role in Role:
         assert role.value in lines
+
+
+def test_a_remembered_token_is_refused_once_revoked_here_or_expired() -> None:
+    keyring = KeyRing.from_setting(TEST_SECRET)
+    moment = [datetime.now(UTC)]
+    revocations = MemoryRevocationList()
+    verifier = TokenVerifier(keyring, revocations=revocations, now=lambda: moment[0])
+    issuer = TokenIssuer(keyring, now=lambda: moment[0])
+    kept, revoked = (issuer.mint(Role.AUDITOR, f"a-{n}", ttl=timedelta(minutes=5)) for n in (1, 2))
+    assert verifier.verify_recent(kept).subject == "a-1"
+    assert verifier.verify_recent(revoked).subject == "a-2"
+    verifier.revoke(verifier.verify(revoked))
+    with pytest.raises(AuthenticationError, match="revoked"):
+        verifier.verify_recent(revoked)
+    revocations.revoke(verifier.verify(kept).token_id, moment[0] + timedelta(minutes=5))
+    assert verifier.verify_recent(kept).subject == "a-1"
+    moment[0] += timedelta(minutes=6)
+    with pytest.raises(AuthenticationError, match="expired"):
+        verifier.verify_recent(kept)

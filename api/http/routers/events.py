@@ -25,7 +25,7 @@ from pydantic import TypeAdapter
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
-from api.http.dependencies import API_PREFIX, get_registry
+from api.http.dependencies import API_PREFIX, registry_of
 from api.http.problems import problem_responses
 from api.http.schemas.events import EVENT_CONTEXTS, FeedEvent, FeedPage, topic_of
 from api.http.security import IDENTIFIERS_SCOPE, Principal, Role, require
@@ -251,7 +251,7 @@ def _drop(data: dict[str, Any], path: tuple[str, ...]) -> None:
 def get_event_feed(request: Request) -> EventFeed:
     feed = getattr(request.app.state, "event_feed", None)
     if not isinstance(feed, EventFeed):
-        feed = request.app.state.event_feed = EventFeed(get_registry(request))
+        feed = request.app.state.event_feed = EventFeed(registry_of(request))
     return feed
 
 

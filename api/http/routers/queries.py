@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.http.dependencies import API_PREFIX, RegistryDep, get_registry
+from api.http.dependencies import API_PREFIX, RegistryDep, registry_of
 from api.http.problems import ServiceUnavailable, problem_responses
 from api.http.security import Principal, Role, ensure_own_record, ensure_unit, require
 from domain.areas import AreaCode
@@ -39,7 +39,7 @@ def read_models(request: Request) -> ReadModels:
     with _fallback_lock:
         found = getattr(request.app.state, "read_models", None)
         if not isinstance(found, ReadModels):
-            runtime = ProjectionRuntime.from_registry(get_registry(request))
+            runtime = ProjectionRuntime.from_registry(registry_of(request))
             runtime.catch_up()
             found = runtime.read_models
             request.app.state.read_models = found
