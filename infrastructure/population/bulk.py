@@ -55,6 +55,8 @@ from infrastructure.population.index import (
 CATCH_UP_PAGE = 1000
 REBUILD_PAGE = 20_000
 LOCK_TIMEOUT_S = 30
+TEMP_BUFFERS = "128MB"
+"""Memory of the importing session for its temporary tables, before they spill to disk."""
 
 _HASH_COLUMNS = (
     "name_hash",
@@ -64,7 +66,7 @@ _HASH_COLUMNS = (
     "phone_hash",
     "death_hash",
 )
-_INDEX_COLUMNS = ("citizen_id", "version", *_HASH_COLUMNS)
+_INDEX_COLUMNS = ("citizen_id", "version", *_HASH_COLUMNS, "registered_at")
 _PROBE = "pg_temp.population_import_rows"
 _SEEN = "pg_temp.population_import_seen"
 _PGCOPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
@@ -120,12 +122,15 @@ class Rows:
 
 
 class Classified(NamedTuple):
-    """A batch's rows against the index: new citizens, and known ones whose row differs."""
+    """A batch's rows against the index: new citizens, known ones whose row differs, and
+    citizens an earlier batch of the run accepted."""
 
     new: list[int]
     """Lines of citizens the index does not know."""
     changed: list[tuple[int, IndexRow]]
     """Lines of known citizens whose row differs from the index, with their index row."""
+    repeated: list[int]
+    """Lines of citizens on an earlier line of the file."""
 
 
 class BulkStore(ABC):
@@ -177,13 +182,16 @@ class Batch(ABC):
         self.store = store
 
     @abstractmethod
-    def duplicates(self, rows: Rows) -> list[int]:
-        """The lines whose citizen an earlier batch of this import accepted; the other
-        rows' citizens are recorded as accepted (when the batch commits)."""
+    def stage(self, rows: Rows) -> None:
+        """Hand the batch's rows (each citizen once) to the store, before the lock."""
 
     @abstractmethod
     def classify(self, rows: Rows) -> Classified:
-        """The rows (without duplicates) against the index, under the lock."""
+        """The staged rows against the index and the run's earlier batches, under the lock.
+
+        The citizens of rows that are not repeated are recorded as accepted by the run
+        (when the batch commits).
+        """
 
     @abstractmethod
     def lock(self) -> set[UUID]:
@@ -214,15 +222,14 @@ class Batch(ABC):
         notifications = self.select_after(position, limit)
         if not notifications:
             return 0, set()
-        events = [
-            self.store.mapper.to_domain_event(n) for n in notifications if n.topic in CITIZEN_TOPICS
-        ]
+        to_event = self.store.mapper.to_domain_event
+        events = [(n.id, to_event(n)) for n in notifications if n.topic in CITIZEN_TOPICS]
         rows: dict[UUID, IndexRow | None] = dict(
-            self.lookup(list({e.originator_id for e in events}))
+            self.lookup(list({e.originator_id for _, e in events}))
         )
-        for event in events:
+        for position, event in events:
             rows[event.originator_id] = fold(
-                self.store.hasher, rows.get(event.originator_id), event
+                self.store.hasher, rows.get(event.originator_id), event, position
             )
         self.upsert([row for row in rows.values() if row is not None])
         self.set_position(notifications[-1].id)
@@ -257,7 +264,7 @@ def _index_row(values: Sequence[Any]) -> IndexRow:
     citizen_id = values[0] if isinstance(values[0], UUID) else UUID(bytes=values[0])
     a, b, c, d, e, f = values[2:8]
     hashes: Hashes = (a, b, c, d, e, f)
-    return IndexRow(citizen_id, values[1], hashes)
+    return IndexRow(citizen_id, values[1], hashes, values[8])
 
 
 def _postgres_lookup(
@@ -302,11 +309,15 @@ class PostgresBulkStore(BulkStore):
         self.position_ = sql.Identifier(schema, self.position_table)
         self.channel = sql.Identifier(recorder.channel_name)
         self._conn: psycopg.Connection[Any] | None = None
+        self.written: list[tuple[int, int]] = []
+        """The notification ids (lower bound excluded) of each run of batches this import
+        wrote without another writer in between."""
 
     @contextmanager
     def open(self) -> Iterator[None]:
         with self.recorder.datastore.get_connection() as conn:
             self._conn = conn
+            self.written = []
             try:
                 self._create_tables(conn)
                 self._create_scratch_tables(conn)
@@ -323,6 +334,7 @@ class PostgresBulkStore(BulkStore):
         hashes = ", ".join(f"{c} bigint NOT NULL" for c in _HASH_COLUMNS)
         with conn.transaction():
             conn.execute(f"DROP TABLE IF EXISTS {_PROBE}, {_SEEN}")
+            conn.execute(f"SET temp_buffers = '{TEMP_BUFFERS}'")
             conn.execute(
                 f"CREATE TEMP TABLE {_PROBE} (line bigint NOT NULL, citizen_id uuid NOT NULL,"
                 f" {hashes}, states_death boolean NOT NULL) ON COMMIT DELETE ROWS"
@@ -339,8 +351,13 @@ class PostgresBulkStore(BulkStore):
             conn.execute(
                 sql.SQL(
                     "CREATE TABLE IF NOT EXISTS {} (citizen_id uuid PRIMARY KEY,"
-                    " version bigint NOT NULL, {})"
+                    " version bigint NOT NULL, {}, registered_at bigint)"
                 ).format(self.index, hashes)
+            )
+            conn.execute(
+                sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS registered_at bigint").format(
+                    self.index
+                )
             )
             conn.execute(
                 sql.SQL(
@@ -419,48 +436,70 @@ class _PostgresBatch(Batch):
                 sql.SQL(", ").join(sql.Placeholder() * len(_INDEX_COLUMNS)),
                 updates,
             ),
-            [(r.citizen_id, r.version, *r.hashes) for r in rows],
+            [(r.citizen_id, r.version, *r.hashes, r.registered_at) for r in rows],
         )
 
     def clear(self) -> None:
         self.cursor.execute(sql.SQL("TRUNCATE {}").format(self.store.index))
         self.set_position(0)
 
-    def duplicates(self, rows: Rows) -> list[int]:
+    def stage(self, rows: Rows) -> None:
+        """COPY the rows into the session's batch table; joins with it probe indexes."""
         self.cursor.execute("SET LOCAL enable_hashjoin = off")
         self.cursor.execute("SET LOCAL enable_mergejoin = off")
         self._copy(f"COPY {_PROBE} FROM STDIN (FORMAT BINARY)", _probe_rows(rows))
-        self.cursor.execute(
-            f"INSERT INTO {_SEEN} SELECT citizen_id, line FROM {_PROBE} ON CONFLICT DO NOTHING"
-        )
-        if self.cursor.rowcount == len(rows):
-            return []
-        self.cursor.execute(
-            f"SELECT p.line FROM {_PROBE} p JOIN {_SEEN} s USING (citizen_id)"
-            " WHERE s.line <> p.line"
-        )
-        lines = [line for (line,) in self.cursor.fetchall()]
-        self.cursor.execute(f"DELETE FROM {_PROBE} WHERE line = ANY(%s)", (lines,))
-        return lines
 
     def classify(self, rows: Rows) -> Classified:
+        death = _HASH_COLUMNS[DEATH]
         differs = " OR ".join(f"i.{c} <> p.{c}" for c in _HASH_COLUMNS[:DEATH])
         columns = ", ".join(f"i.{c}" for c in _INDEX_COLUMNS)
+        ours = _multirange(self.store.written)
         self.cursor.execute(
             sql.SQL(
-                f"SELECT p.line, {columns} FROM {_PROBE} p LEFT JOIN {{}} i USING (citizen_id)"
+                f"SELECT p.line, i.registered_at <@ %(ours)s::int8multirange, {columns}"
+                f" FROM {_PROBE} p LEFT JOIN {{}} i USING (citizen_id)"
                 f" WHERE i.citizen_id IS NULL OR {differs}"
-                f" OR (p.states_death AND i.{_HASH_COLUMNS[DEATH]} <> p.{_HASH_COLUMNS[DEATH]})"
-            ).format(self.store.index)
+                f" OR (p.states_death AND i.{death} <> p.{death})"
+                " OR i.registered_at <@ %(ours)s::int8multirange"
+            ).format(self.store.index),
+            {"ours": ours},
         )
         new: list[int] = []
-        changed: list[tuple[int, IndexRow]] = []
-        for line, *stored in self.cursor.fetchall():
+        changed: dict[int, IndexRow] = {}
+        repeated: list[int] = []
+        for line, registered_by_run, *stored in self.cursor.fetchall():
             if stored[0] is None:
                 new.append(line)
+            elif registered_by_run:
+                repeated.append(line)
             else:
-                changed.append((line, _index_row(stored)))
-        return Classified(new, changed)
+                changed[line] = _index_row(stored)
+        known = len(rows) - len(new) - len(repeated)
+        if known == 0:
+            return Classified(new, list(changed.items()), repeated)
+        if known == len(rows):
+            self.cursor.execute(
+                f"INSERT INTO {_SEEN} SELECT citizen_id, line FROM {_PROBE} ON CONFLICT DO NOTHING"
+            )
+        else:
+            self.cursor.execute(
+                sql.SQL(
+                    f"INSERT INTO {_SEEN} SELECT p.citizen_id, p.line FROM {_PROBE} p"
+                    " JOIN {} i USING (citizen_id)"
+                    " WHERE NOT coalesce(i.registered_at <@ %s::int8multirange, false)"
+                    " ON CONFLICT DO NOTHING"
+                ).format(self.store.index),
+                (ours,),
+            )
+        if self.cursor.rowcount < known:
+            self.cursor.execute(
+                f"SELECT p.line FROM {_PROBE} p JOIN {_SEEN} s USING (citizen_id)"
+                " WHERE s.line <> p.line"
+            )
+            for (line,) in self.cursor.fetchall():
+                repeated.append(line)
+                changed.pop(line, None)
+        return Classified(new, list(changed.items()), sorted(repeated))
 
     def write(
         self,
@@ -477,6 +516,7 @@ class _PostgresBatch(Batch):
             changed.append(
                 event_tuple(e.originator_id.bytes, e.originator_version, e.topic, e.state)
             )
+        before = self.position()
         self._copy(
             sql.SQL(
                 "COPY {} (originator_id, originator_version, topic, state)"
@@ -489,17 +529,22 @@ class _PostgresBatch(Batch):
             self.cursor.execute(
                 sql.SQL(
                     "INSERT INTO {index} ({columns}) SELECT p.citizen_id,"
-                    f" 1 + p.states_death::int, {', '.join('p.' + c for c in _HASH_COLUMNS)}"
-                    f" FROM {_PROBE} p"
+                    f" 1 + p.states_death::int, {', '.join('p.' + c for c in _HASH_COLUMNS)},"
+                    f" e.notification_id FROM {_PROBE} p JOIN {{events}} e"
+                    " ON e.originator_id = p.citizen_id AND e.originator_version = 1"
                     " WHERE NOT EXISTS (SELECT FROM {index} i WHERE i.citizen_id = p.citizen_id)"
-                ).format(index=self.store.index, columns=columns)
+                ).format(index=self.store.index, columns=columns, events=self.store.events)
             )
         self.upsert(changed_rows)
         self.cursor.execute(
-            sql.SQL("UPDATE {} SET notification_id = (SELECT max(notification_id) FROM {})").format(
-                self.store.position_, self.store.events
-            )
+            sql.SQL(
+                "UPDATE {} SET notification_id = (SELECT max(notification_id) FROM {})"
+                " RETURNING notification_id"
+            ).format(self.store.position_, self.store.events)
         )
+        row = self.cursor.fetchone()
+        assert row is not None
+        _extend(self.store.written, before, int(row[0]))
         self.cursor.execute(sql.SQL("NOTIFY {}").format(self.store.channel))
 
     def _copy(self, statement: sql.Composed | str, rows: Iterable[bytes]) -> None:
@@ -507,6 +552,18 @@ class _PostgresBatch(Batch):
             copy.write(_PGCOPY_HEADER)
             copy.write(b"".join(rows))
             copy.write(_PGCOPY_TRAILER)
+
+
+def _extend(written: list[tuple[int, int]], after: int, last: int) -> None:
+    """Add the notification ids above `after` up to `last` to the run's own."""
+    if written and written[-1][1] == after:
+        written[-1] = (written[-1][0], last)
+    else:
+        written.append((after, last))
+
+
+def _multirange(written: Sequence[tuple[int, int]]) -> str:
+    return "{" + ",".join(f"({after},{last}]" for after, last in written) + "}"
 
 
 def _probe_rows(rows: Rows) -> Iterator[bytes]:
@@ -546,8 +603,11 @@ class SQLiteBulkStore(BulkStore):
         with self.recorder.datastore.transaction(commit=True) as cursor:
             cursor.execute(
                 f"CREATE TABLE IF NOT EXISTS {self.index_table} (citizen_id BLOB PRIMARY KEY,"
-                f" version INTEGER NOT NULL, {hashes}) WITHOUT ROWID"
+                f" version INTEGER NOT NULL, {hashes}, registered_at INTEGER) WITHOUT ROWID"
             )
+            cursor.execute(f"SELECT name FROM pragma_table_info('{self.index_table}')")
+            if "registered_at" not in {name for (name,) in cursor.fetchall()}:
+                cursor.execute(f"ALTER TABLE {self.index_table} ADD COLUMN registered_at INTEGER")
             cursor.execute(
                 f"CREATE TABLE IF NOT EXISTS {self.position_table}"
                 " (singleton INTEGER PRIMARY KEY CHECK (singleton = 1),"
@@ -603,25 +663,30 @@ class _SQLiteBatch(Batch):
     def upsert(self, rows: Sequence[IndexRow]) -> None:
         updates = ", ".join(f"{c} = excluded.{c}" for c in _INDEX_COLUMNS[1:])
         self.cursor.executemany(
-            f"INSERT INTO {self.store.index_table} VALUES ({','.join('?' * 8)})"
+            f"INSERT INTO {self.store.index_table} ({', '.join(_INDEX_COLUMNS)})"
+            f" VALUES ({','.join('?' * len(_INDEX_COLUMNS))})"
             f" ON CONFLICT (citizen_id) DO UPDATE SET {updates}",
-            [(r.citizen_id.bytes, r.version, *r.hashes) for r in rows],
+            [(r.citizen_id.bytes, r.version, *r.hashes, r.registered_at) for r in rows],
         )
 
     def clear(self) -> None:
         self.cursor.execute(f"DELETE FROM {self.store.index_table}")
         self.set_position(0)
 
-    def duplicates(self, rows: Rows) -> list[int]:
-        assert self.store.seen is not None, "open() the store first"
-        return self.store.seen.earlier(rows)
+    def stage(self, rows: Rows) -> None:
+        """Nothing to do: `classify` reads the rows themselves."""
 
     def classify(self, rows: Rows) -> Classified:
+        assert self.store.seen is not None, "open() the store first"
+        repeated = self.store.seen.earlier(rows)
         ids = [UUID(bytes=i) for i in rows.citizen_ids()]
         known = self.lookup(ids)
         new: list[int] = []
         changed: list[tuple[int, IndexRow]] = []
+        earlier = set(repeated)
         for index, (line, citizen_id) in enumerate(zip(rows.lines, ids, strict=True)):
+            if line in earlier:
+                continue
             stored = known.get(citizen_id)
             if stored is None:
                 new.append(line)
@@ -632,7 +697,7 @@ class _SQLiteBatch(Batch):
                 states_death and stored.hashes[DEATH] != hashes[DEATH]
             ):
                 changed.append((line, stored))
-        return Classified(new, changed)
+        return Classified(new, changed, repeated)
 
     def write(
         self,
@@ -650,11 +715,20 @@ class _SQLiteBatch(Batch):
         for e in changes:
             assert isinstance(e.originator_id, UUID)
             rows.append((e.originator_id.hex, e.originator_version, e.topic, e.state))
+        before = self.position()
+        table = self.store.recorder.events_table_name
         self.cursor.executemany(self.store.recorder.insert_events_statement, rows)
+        self.cursor.execute(
+            f"SELECT originator_id, rowid FROM {table} WHERE rowid > ? AND originator_version = 1",
+            (before,),
+        )
+        registered = {UUID(o): n for o, n in self.cursor.fetchall()}
         self.upsert(
             [
-                IndexRow(UUID(bytes=citizen_id), 1 + new.deaths[i], new.row_hashes(i))
-                for i, citizen_id in enumerate(new.citizen_ids())
+                IndexRow(
+                    UUID(bytes=i), 1 + new.deaths[n], new.row_hashes(n), registered[UUID(bytes=i)]
+                )
+                for n, i in enumerate(new.citizen_ids())
             ]
         )
         self.upsert(changed_rows)

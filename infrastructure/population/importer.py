@@ -347,17 +347,16 @@ class PopulationImport:
         changed_rows: list[IndexRow] = []
         with self.store.batch() as store:
             checked = time.perf_counter()
-            earlier = store.duplicates(rows)
-            rows = rows.without(earlier)
-            repeated.extend(earlier)
+            store.stage(rows)
             locking = time.perf_counter()
             store.lock()
             locked = time.perf_counter()
             classified = store.classify(rows)
+            repeated.extend(classified.repeated)
             looked_up = time.perf_counter()
-            settled = 0
+            settled = len(classified.repeated)
             for line, stored in classified.changed:
-                outcome = self._change(stored, batch, line, rows)
+                outcome = self._change(stored, batch, line)
                 if outcome is None:
                     continue
                 settled += 1
@@ -373,9 +372,9 @@ class PopulationImport:
         message = "this ID number is on an earlier line of the file"
         rejected.extend(Rejected(line, Reason.DUPLICATE_ID.value, message) for line in repeated)
         timings["batch_rows"] += checked - started
-        timings["duplicates"] += locking - checked
+        timings["stage"] += locking - checked
         timings["lock_and_catch_up"] += locked - locking
-        timings["classify"] += looked_up - locked
+        timings["classify_and_duplicates"] += looked_up - locked
         timings["change"] += classified_at - looked_up
         timings["copy_events_and_index"] += written - classified_at
         committed = time.perf_counter()
@@ -392,11 +391,7 @@ class PopulationImport:
             self.on_reject(reject)
 
     def _change(
-        self,
-        stored: IndexRow,
-        batch: Sequence[tuple[Chunk, EncodedChunk]],
-        line: int,
-        rows: Rows,
+        self, stored: IndexRow, batch: Sequence[tuple[Chunk, EncodedChunk]], line: int
     ) -> tuple[list[StoredEvent], IndexRow] | Rejected | None:
         """The events that bring a known citizen in line with its row, made by its commands."""
         entry = self._entry(batch, line)

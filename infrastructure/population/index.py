@@ -47,6 +47,8 @@ class IndexRow(NamedTuple):
     citizen_id: UUID
     version: int
     hashes: Hashes
+    registered_at: int | None = None
+    """The notification id of the citizen's `Registered` event (None when not known)."""
 
 
 @dataclass(frozen=True)
@@ -133,8 +135,11 @@ def changed_fields(stored: Hashes, row: Hashes, states_death: bool) -> set[int]:
     return changed
 
 
-def fold(hasher: FieldHasher, row: IndexRow | None, event: Any) -> IndexRow | None:
-    """The index row after one Citizen event (None before the citizen is registered).
+def fold(
+    hasher: FieldHasher, row: IndexRow | None, event: Any, position: int | None = None
+) -> IndexRow | None:
+    """The index row after one Citizen event at `position` in the store (None before the
+    citizen is registered).
 
     Events that change none of the indexed fields (moves, merges) only advance the version.
     """
@@ -150,7 +155,7 @@ def fold(hasher: FieldHasher, row: IndexRow | None, event: Any) -> IndexRow | No
             event.phone,
             None,
         )
-        return IndexRow(citizen_id, version, hasher.hashes(citizen_id, values))
+        return IndexRow(citizen_id, version, hasher.hashes(citizen_id, values), position)
     if row is None:
         return None
     hashes = list(row.hashes)
@@ -174,4 +179,4 @@ def fold(hasher: FieldHasher, row: IndexRow | None, event: Any) -> IndexRow | No
     for field, text in updates:
         hashes[field] = hasher.hash(citizen_id, field, text)
     a, b, c, d, e, f = hashes
-    return IndexRow(citizen_id, version, (a, b, c, d, e, f))
+    return IndexRow(citizen_id, version, (a, b, c, d, e, f), row.registered_at)
