@@ -4,8 +4,10 @@ For each size, a fresh database gets a synthetic extract through ``vaxreg popula
 import`` (a subprocess, as an operator runs it), then the same extract again (the
 re-import finds every row unchanged). Each figure is citizens/s next to the binary COPY
 rate of event-store-shaped rows measured in the same run, with the importer's peak
-memory (resident set of the importing process and its workers) and where the time went
-(the importer's own stage timings).
+memory (resident set of the importing process and its workers) and where the time went:
+the importer's own stage timings, and the CPU time per citizen of the importing process,
+its workers and the PostgreSQL backends of the database (other work on the machine
+stretches wall times, much less CPU times).
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+import psycopg
 
 from bench.harness import BenchContext, scenario
 from bench.results import Result, ScalePoint
@@ -41,29 +46,90 @@ def _database_url(ctx: BenchContext, dbname: str) -> str:
     return f"postgresql://{user}{password}@{host}:{port}/{dbname}"
 
 
-def _tree_rss_bytes(pid: int) -> int:
-    """Resident memory of a process and its descendants, from /proc."""
-    total = 0
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _tree(pid: int) -> list[int]:
+    """A process and its descendants, from /proc."""
+    found = []
     pending = [pid]
     while pending:
         current = pending.pop()
         try:
-            status = Path(f"/proc/{current}/status").read_text()
             children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        found.append(current)
+        pending.extend(int(child) for child in children)
+    return found
+
+
+def _rss_bytes(pids: Iterable[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
         except OSError:
             continue
         for line in status.splitlines():
             if line.startswith("VmRSS:"):
                 total += int(line.split()[1]) * 1024
-        pending.extend(int(child) for child in children)
     return total
 
 
-def _run_import(env: dict[str, str], extract: Path) -> tuple[dict[str, Any], float, float]:
+def _cpu_seconds(pid: int) -> float | None:
+    """User and system CPU time of a process so far, from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+class _CpuMeter:
+    """The CPU seconds of the importer, its workers and the database's backends, sampled
+    until each exits (a process's last sample stands for its total)."""
+
+    def __init__(self, importer: int, dsn: str, dbname: str) -> None:
+        self.importer = importer
+        self._connection = psycopg.connect(dsn, autocommit=True)
+        self._dbname = dbname
+        self._start = self._backend_seconds()
+        self.seconds: dict[str, dict[int, float]] = {"importer": {}, "workers": {}, "postgres": {}}
+
+    def _backends(self) -> list[int]:
+        rows = self._connection.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (self._dbname,),
+        )
+        return [pid for (pid,) in rows]
+
+    def _backend_seconds(self) -> dict[int, float]:
+        return {p: s for p in self._backends() if (s := _cpu_seconds(p)) is not None}
+
+    def sample(self, pids: list[int]) -> None:
+        for pid in pids:
+            seconds = _cpu_seconds(pid)
+            if seconds is not None:
+                self.seconds["importer" if pid == self.importer else "workers"][pid] = seconds
+        for pid, seconds in self._backend_seconds().items():
+            self.seconds["postgres"][pid] = seconds - self._start.get(pid, 0.0)
+
+    def per_row_us(self, rows: int) -> dict[str, float]:
+        self._connection.close()
+        return {
+            name: round(sum(by_pid.values()) / max(rows, 1) * 1e6, 1)
+            for name, by_pid in self.seconds.items()
+        }
+
+
+def _run_import(
+    env: dict[str, str], extract: Path, dsn: str, dbname: str
+) -> tuple[dict[str, Any], float, float]:
     """The summary, wall seconds and peak RSS (MB) of one `vaxreg population import`.
 
     The summary gets the 1-minute load average at the start and the end, since other
-    work on the machine shows in every stage's time.
+    work on the machine shows in every stage's time, and the CPU time per citizen.
     """
     command = [
         sys.executable,
@@ -81,13 +147,16 @@ def _run_import(env: dict[str, str], extract: Path) -> tuple[dict[str, Any], flo
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    meter = _CpuMeter(process.pid, dsn, dbname)
     peak = 0
     stop = threading.Event()
 
     def sample() -> None:
         nonlocal peak
         while not stop.wait(0.2):
-            peak = max(peak, _tree_rss_bytes(process.pid))
+            pids = _tree(process.pid)
+            peak = max(peak, _rss_bytes(pids))
+            meter.sample(pids)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -99,6 +168,7 @@ def _run_import(env: dict[str, str], extract: Path) -> tuple[dict[str, Any], flo
         raise RuntimeError(f"the import failed ({process.returncode}): {err.decode()[-2000:]}")
     summary: dict[str, Any] = json.loads(out)
     summary["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    summary["cpu_us_per_row"] = meter.per_row_us(summary["rows"])
     return summary, seconds, peak / 2**20
 
 
@@ -134,6 +204,8 @@ def _result(
             "peak_rss_mb": round(rss_mb, 1),
             "longest_lock_s": summary["longest_lock_seconds"],
             "load_average_1m": summary["load_average"],
+            "cpu_us_per_row": summary["cpu_us_per_row"],
+            "copy_ceiling_ratio": round(rate / copy.value, 3),
             "workers": WORKERS,
             "created": summary["created"],
             "unchanged": summary["unchanged"],
@@ -174,7 +246,7 @@ def import_rate(ctx: BenchContext) -> list[Result]:
                 migrate(load_settings(env))
                 for name, series in (("import", imports), ("import.reimport", reimports)):
                     ctx.log(f"{name} of {size:,} citizens")
-                    summary, seconds, rss_mb = _run_import(env, extract)
+                    summary, seconds, rss_mb = _run_import(env, extract, ctx.postgres_dsn(), dbname)
                     result = _result(ctx, name, size, summary, seconds, rss_mb, copy, series)
                     results.append(ctx.record(result))
             extract.unlink()
