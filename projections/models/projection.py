@@ -212,14 +212,14 @@ class Owners:
         return found
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Derived:
     value: bytes
     entries: set[Entry]
     counts: statistics.Contribution
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Touched:
     state: CitizenState
     before: _Derived

@@ -71,7 +71,7 @@ def day_start_us(day: date) -> int:
     return us(datetime(day.year, day.month, day.day, tzinfo=VIETNAM))
 
 
-@dataclass
+@dataclass(slots=True)
 class DeclarationState:
     declaration_id: str
     origin: str
@@ -117,14 +117,14 @@ class DeclarationState:
         )
 
 
-@dataclass
+@dataclass(slots=True)
 class TestState:
     kind: str
     outcome: str
     sampled_at: int
 
 
-@dataclass
+@dataclass(slots=True)
 class DoseState:
     dose_id: str
     product: str
@@ -151,7 +151,7 @@ class DoseState:
         return cls(dose_id, product, given_at, bool(booster), unit, bool(severe))
 
 
-@dataclass
+@dataclass(slots=True)
 class ScreeningState:
     outcome: str
     screened_at: int
@@ -164,7 +164,7 @@ def _screening(raw: list[Any]) -> ScreeningState:
     return ScreeningState(outcome, screened_at, unit, from_days(postponed))
 
 
-@dataclass
+@dataclass(slots=True)
 class CitizenState:
     """One citizen's part of every context, as the read models need it."""
 
