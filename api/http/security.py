@@ -351,14 +351,19 @@ def require(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
     allowed = frozenset(roles)
 
     async def dependency(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
-        if principal.role not in allowed:
-            raise AuthorizationError(
-                f"the {principal.role.value} role may not do this",
-                allowed_roles=sorted(role.value for role in allowed),
-            )
+        ensure_role(principal, allowed)
         return principal
 
     return dependency
+
+
+def ensure_role(principal: Principal, allowed: frozenset[Role]) -> None:
+    """A 403 unless the principal's role is one of `allowed`."""
+    if principal.role not in allowed:
+        raise AuthorizationError(
+            f"the {principal.role.value} role may not do this",
+            allowed_roles=sorted(role.value for role in allowed),
+        )
 
 
 def ensure_unit(principal: Principal, unit: str) -> None:

@@ -1,7 +1,8 @@
 """The vaccination record: registration, screening, doses and their corrections, reactions.
 
 Only medical staff record here, always for their own unit, which comes from the token;
-a dose is corrected or voided only by staff of the unit that gave it.
+a dose is corrected or voided only by staff of the unit that gave it. Recording a dose,
+the busiest command, runs on the command threads (`run_command`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,14 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Response
 
-from api.http.dependencies import API_PREFIX, Caller, RegistryDep, accepted, caller
+from api.http.dependencies import (
+    API_PREFIX,
+    Caller,
+    RegistryDep,
+    accepted,
+    caller,
+    run_command,
+)
 from api.http.problems import problem_responses
 from api.http.schemas.commands import (
     Accepted,
@@ -97,14 +105,15 @@ def screen(
     responses=ERRORS,
     summary="Record a dose given at the caller's unit",
 )
-def record_dose(
+async def record_dose(
     body: DoseIn, staff: Staff, registry: RegistryDep, response: Response
 ) -> Accepted[DoseRecorded]:
     """The identity captured at the site must match the register. A dose that breaks a
     rule is refused (422, with the rule's code) unless it carries an `override_reason`."""
     identity = IdentityAtSite(parse_person_id(body.id_number), body.full_name, body.date_of_birth)
-    outcome = registry.immunization.record_dose(
-        staff.request, identity, _given(body, staff.principal)
+    given = _given(body, staff.principal)
+    outcome = await run_command(
+        lambda: registry.immunization.record_dose(staff.request, identity, given)
     )
     return accepted(outcome, response, DoseRecorded.model_validate(outcome.result))
 
