@@ -37,7 +37,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.utils import is_body_allowed_for_status_code
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -393,11 +392,19 @@ def install_problem_handlers(
     app.add_exception_handler(Exception, handle)
 
 
+def _content_length(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return str(value.decode("latin-1"))
+    return None
+
+
 class BodySizeLimit:
     """Refuses request bodies over `max_bytes` with a 413 problem.
 
-    A declared Content-Length over the limit is refused before the app runs; otherwise
-    the streamed bytes are counted and reading past the limit raises `ContentTooLarge`.
+    A declared Content-Length over the limit is refused before the app runs, one within it
+    needs no counting; otherwise the streamed bytes are counted and reading past the
+    limit raises `ContentTooLarge`.
     Paths under an `exempt` prefix (streaming imports, limited per line) are not limited.
     """
 
@@ -415,9 +422,13 @@ class BodySizeLimit:
         if scope["type"] != "http" or self.is_exempt(scope["path"]):
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, receive, send)
+        declared = _content_length(scope)
+        if declared is not None and declared.isdigit():
+            if int(declared) > self.max_bytes:
+                await self._refuse(scope, receive, send)
+            else:
+                # The server reads no more than the declared length as this request's body.
+                await self.app(scope, receive, send)
             return
 
         received = 0
