@@ -414,9 +414,10 @@ class BodySizeLimit:
         self.app = app
         self.max_bytes = max_bytes
         self.exempt = tuple(prefix.rstrip("/") for prefix in exempt)
+        self._exempt_under = tuple(prefix + "/" for prefix in self.exempt)
 
     def is_exempt(self, path: str) -> bool:
-        return any(path == prefix or path.startswith(prefix + "/") for prefix in self.exempt)
+        return path in self.exempt or path.startswith(self._exempt_under)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.is_exempt(scope["path"]):
