@@ -16,6 +16,7 @@ INSERT from it: only the lines of new and changed rows come back to Python.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import struct
 import tempfile
@@ -56,7 +57,8 @@ CATCH_UP_PAGE = 1000
 REBUILD_PAGE = 20_000
 LOCK_TIMEOUT_S = 30
 TEMP_BUFFERS = "128MB"
-"""Memory of the importing session for its temporary tables, before they spill to disk."""
+"""Memory of the importing session for its temporary tables, before they spill to disk
+(kept as it is when the session already used temporary tables)."""
 
 _HASH_COLUMNS = (
     "name_hash",
@@ -332,9 +334,10 @@ class PostgresBulkStore(BulkStore):
     def _create_scratch_tables(self, conn: psycopg.Connection[Any]) -> None:
         """The session's own tables: the batch's rows, and the citizens this run accepted."""
         hashes = ", ".join(f"{c} bigint NOT NULL" for c in _HASH_COLUMNS)
+        with contextlib.suppress(psycopg.errors.InvalidParameterValue), conn.transaction():
+            conn.execute(f"SET temp_buffers = '{TEMP_BUFFERS}'")
         with conn.transaction():
             conn.execute(f"DROP TABLE IF EXISTS {_PROBE}, {_SEEN}")
-            conn.execute(f"SET temp_buffers = '{TEMP_BUFFERS}'")
             conn.execute(
                 f"CREATE TEMP TABLE {_PROBE} (line bigint NOT NULL, citizen_id uuid NOT NULL,"
                 f" {hashes}, states_death boolean NOT NULL) ON COMMIT DELETE ROWS"

@@ -105,8 +105,8 @@ class ImportSummary:
     longest_lock_seconds: float = 0.0
     """The longest time one batch held the event table's write lock."""
     timings: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
-    """Seconds per stage. Parsing stages (`parse`, `build_events`, `encode`, `hash`) are
-    summed over every process doing them; the others are the importing process's."""
+    """Seconds per stage. Encoding stages (`parse`, `encode`, `hash`, `reference_path`)
+    are summed over every process doing them; the others are the importing process's."""
 
     def add_timings(self, timings: Mapping[str, float]) -> None:
         for stage, seconds in timings.items():
