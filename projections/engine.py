@@ -75,6 +75,10 @@ class Projection:
     topics: ClassVar[tuple[str, ...]] = ()
     partitions: ClassVar[int] = 1
     version: ClassVar[int] = 1
+    hold_limit: int | None = None
+    """How many entities (see :meth:`held`) a rebuild holds in memory at most; beyond,
+    it writes what it holds to the new generation and from then on reads from there
+    what it needs, as an incremental batch does. None: no limit."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -97,12 +101,18 @@ class Projection:
     def finish(self, view: ViewBatch) -> None:
         """Called once per partition batch, after its last :meth:`handle` and before its
         commit; its writes are committed with the batch's, atomically. A rebuild replays
-        every context into one batch per partition, so it is called once, at the end.
+        every context into one batch per partition, so it is called once at the end (and
+        whenever the batch holds more than :attr:`hold_limit`).
 
         Lets :meth:`handle` record cheap changes (e.g. in ``view.scratch``) and derive
         the costly documents here, once per batch instead of once per event. It is not
         called when a handler raised, and a refused commit discards it with the batch.
         """
+
+    def held(self, view: ViewBatch) -> int:
+        """How many entities (e.g. citizens) the batch holds for :meth:`finish`: what a
+        rebuild's :attr:`hold_limit` counts."""
+        return 0
 
 
 class _Hash:
@@ -527,14 +537,22 @@ def load_state(store: ReadModelStore, projection: Projection) -> ProjectionState
     return None if parts is None else ProjectionState(info, parts)
 
 
+DERIVING = "deriving"
+WRITING = "writing"
+
+
 @dataclass(frozen=True)
 class RebuildProgress:
     context: str
+    """The context being replayed, or :data:`DERIVING` then :data:`WRITING` while what
+    the replay holds is derived and written (at the end, and whenever it holds more than
+    the projection's :attr:`~Projection.hold_limit`)."""
     done: int
     total: int
-    """Upper bound: the sum of the contexts' max notification ids when the rebuild began."""
+    """Steps: one per event (the sum of the contexts' max notification ids when the
+    rebuild began: an upper bound), and one per entity held so far, derived and written."""
     rate: float
-    """Events per second since the start."""
+    """Steps per second since the start."""
     eta: float
     """Seconds left at the current rate."""
 
@@ -543,48 +561,95 @@ class RebuildConflictError(Exception):
     """Another rebuild switched the projection while this one ran."""
 
 
+class _Meter:
+    """Counts a rebuild's steps for its progress callback."""
+
+    def __init__(self, progress: Callable[[RebuildProgress], None] | None, events: int) -> None:
+        self._progress = progress
+        self._events = events
+        self._started = time.monotonic()
+        self.replayed = 0
+        self.written = 0
+        """Entities derived and written."""
+
+    def report(self, what: str, held: int, share_written: float = 0.0) -> None:
+        """`held`: entities not written yet, of which `share_written` are being written."""
+        if self._progress is None:
+            return
+        done = self.replayed + self.written + round(held * share_written)
+        total = max(self._events, self.replayed) + self.written + held
+        rate = done / max(time.monotonic() - self._started, 1e-9)
+        eta = (total - done) / rate if rate else 0.0
+        self._progress(RebuildProgress(what, done, total, rate, eta))
+
+
 def _replay(
-    projection: Projection, context: str, batch: DecodedBatch, views: Sequence[ViewBatch]
+    projection: Projection,
+    context: str,
+    batch: DecodedBatch,
+    views: Sequence[ViewBatch],
+    prefetch: bool,
 ) -> builtins.set[int]:
-    """Handle every event of a page into its partition's view; the partitions touched."""
+    """Handle every event of a page into its partition's view, with `prefetch` the reads
+    :meth:`Projection.prefetch` announces fetched first; the partitions touched."""
     topics, partitioned = frozenset(projection.topics), len(views) > 1
-    touched: builtins.set[int] = set()
+    todo: list[tuple[DomainEvent, int]] = []
     for index, notification in enumerate(batch.notifications):
         if topics and notification.topic not in topics:
             continue
         event = batch.event(index)
-        part = projection.partition_of(event) if partitioned else 0
+        todo.append((event, projection.partition_of(event) if partitioned else 0))
+    if prefetch and type(projection).prefetch is not Projection.prefetch:
+        reads: dict[int, list[Read]] = {}
+        for event, part in todo:
+            reads.setdefault(part, []).extend(projection.prefetch(event, context))
+        for part, wanted in reads.items():
+            views[part].preload(wanted)
+    for event, part in todo:
         projection.handle(event, context, views[part])
-        touched.add(part)
-    return touched
+    return {part for _, part in todo}
 
 
 REBUILD_COMMIT_OPS = 20_000
 """Writes per commit when a rebuild stores what it derived."""
 
 
-def _store_rebuilt(
+def _write_out(
     store: ReadModelStore,
     projection: Projection,
     state: ProjectionState,
     views: Sequence[ViewBatch],
+    touched: Iterable[int],
     reached: Mapping[str, int],
+    meter: _Meter,
 ) -> None:
-    """Write each partition's replayed view in commits of at most `REBUILD_COMMIT_OPS`,
-    its positions with the last one. Readers see none of it before the switch."""
+    """Derive what the touched views hold (:meth:`Projection.finish`), then write each
+    view in commits of at most `REBUILD_COMMIT_OPS`; a non-empty `reached` (the final
+    write-out) is every partition's positions, with its last commit. Readers see none
+    of it before the switch."""
     name, gen = projection.name, state.info.gen
+    held = sum(projection.held(view) for view in views)
+    meter.report(DERIVING, held)
+    if type(projection).finish is not Projection.finish:
+        for part in sorted(touched):
+            projection.finish(views[part])
     for part, view in enumerate(views):
         ops = view.ops
+        if not ops and not reached:
+            continue
         part_state = state.parts[part]
         for first in range(0, max(len(ops), 1), REBUILD_COMMIT_OPS):
-            last = first + REBUILD_COMMIT_OPS >= len(ops)
-            chunk = ops[first : first + REBUILD_COMMIT_OPS]
-            commit = PartitionCommit(part, part_state.version, reached if last else {}, chunk)
+            end = first + REBUILD_COMMIT_OPS
+            positions = reached if end >= len(ops) else {}
+            commit = PartitionCommit(part, part_state.version, positions, ops[first:end])
             if store.commit(name, gen, [commit]) != [COMMITTED]:
                 msg = f"generation {gen} of {name} was written by someone else"
                 raise RebuildConflictError(msg)
             part_state.version += 1
+            share = min(end, len(ops)) / len(ops) if ops else 1.0
+            meter.report(WRITING, held, (part + share) / len(views))
         part_state.positions.update(reached)
+    meter.written += held
 
 
 def rebuild(
@@ -602,29 +667,33 @@ def rebuild(
     head, at most ``catch_up_passes`` times, so a rebuild ends under constant writes;
     whatever arrives later is applied to the new generation by the live worker.
 
-    The whole replay is one batch per partition, held in memory: the new generation
-    is known to be empty, so nothing is read from the store, and
-    :meth:`Projection.finish` derives what it defers once, after every context. The
-    result is then written in large commits, the positions with the last.
+    The replay is one batch per partition, held in memory: the new generation is known
+    to be empty, so nothing is read from the store, and :meth:`Projection.finish`
+    derives what it defers once, after every context. The result is then written in
+    large commits, the positions with the last. When, after a page, the batches hold
+    more than the projection's :attr:`~Projection.hold_limit` entities, what they hold
+    is derived and written (readers still see the old generation) and the replay goes
+    on in new batches that read what they need from the new generation, each page's
+    reads prefetched, as incremental batches do: memory stays bounded whatever the size
+    of the store.
 
     Safe while live workers run: they keep updating the old generation until the
     switch, which retires it so their next commit is refused; they then reload and
     continue in the new generation from the positions the rebuild reached. The old
     generation's keys are deleted afterwards.
     """
-    name = projection.name
+    name, partitions, limit = projection.name, projection.partitions, projection.hold_limit
     old = store.meta(name)
-    gen = store.new_generation(name, projection.partitions)
-    info = GenerationInfo(gen, projection.partitions, projection.version)
-    state = ProjectionState(info, [PartitionState(1) for _ in range(projection.partitions)])
+    gen = store.new_generation(name, partitions)
+    info = GenerationInfo(gen, partitions, projection.version)
+    state = ProjectionState(info, [PartitionState(1) for _ in range(partitions)])
     empty = EmptyGeneration(store.layout)
-    views = [ViewBatch(empty, name, gen, part) for part in range(projection.partitions)]
+    views = [ViewBatch(empty, name, gen, part) for part in range(partitions)]
+    spilled = False
     touched: builtins.set[int] = set()
     heads = {ctx: apps[ctx].recorder.max_notification_id() or 0 for ctx in projection.contexts}
     reached = dict.fromkeys(projection.contexts, 0)
-    total = sum(heads.values())
-    done = 0
-    started = time.monotonic()
+    meter = _Meter(progress, sum(heads.values()))
     try:
         with ThreadPoolExecutor(1, thread_name_prefix=f"rebuild-{name}") as pool:
             for context in projection.contexts:
@@ -646,26 +715,25 @@ def rebuild(
                         # The database reads the next page while this one is replayed.
                         following = pool.submit(page, notifications[-1].id)
                         batch = DecodedBatch(app.mapper, notifications)
-                        touched |= _replay(projection, context, batch, views)
+                        touched |= _replay(projection, context, batch, views, spilled)
                         after = reached[context] = notifications[-1].id
-                        done += len(notifications)
-                        if progress is not None:
-                            elapsed = max(time.monotonic() - started, 1e-9)
-                            rate = done / elapsed
-                            eta = max(total - done, 0) / rate if rate else 0.0
-                            progress(RebuildProgress(context, done, total, rate, eta))
+                        meter.replayed += len(notifications)
+                        held = sum(projection.held(view) for view in views)
+                        meter.report(context, held)
+                        if limit is not None and held > limit:
+                            _write_out(store, projection, state, views, touched, {}, meter)
+                            views = [ViewBatch(store, name, gen, p) for p in range(partitions)]
+                            touched, spilled = set(), True
                         notifications = following.result()
                     target = app.recorder.max_notification_id() or 0
-        if type(projection).finish is not Projection.finish:
-            for part in sorted(touched):
-                projection.finish(views[part])
-        _store_rebuilt(store, projection, state, views, {c: n for c, n in reached.items() if n})
+        final = {c: n for c, n in reached.items() if n}
+        _write_out(store, projection, state, views, touched, final, meter)
         switched = store.switch(name, old.gen if old else None, info)
         if not switched:
             msg = f"{name} was switched to another generation during the rebuild"
             raise RebuildConflictError(msg)
     except BaseException:
-        store.drop_generation(name, gen, projection.partitions)
+        store.drop_generation(name, gen, partitions)
         raise
     if drop_old and old is not None:
         store.drop_generation(name, old.gen, old.partitions)

@@ -47,7 +47,9 @@ def owner_lookup(registry: Registry) -> Callable[[str, UUID], str]:
 
 def build_projections(registry: Registry, policy: Policy = DEFAULT_POLICY) -> list[Projection]:
     """Every read-model projection, by name: ``citizens``."""
-    return [CitizenProjection(registry.ids, Owners(owner_lookup(registry)), policy)]
+    owners = Owners(owner_lookup(registry))
+    limit = registry.settings.rebuild_citizens
+    return [CitizenProjection(registry.ids, owners, policy, rebuild_citizens=limit)]
 
 
 class ProjectionRuntime:

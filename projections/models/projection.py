@@ -247,11 +247,13 @@ class CitizenProjection(Projection):
         owners: Owners,
         policy: Policy = DEFAULT_POLICY,
         catalogue: Catalogue = CATALOGUE,
+        rebuild_citizens: int | None = None,
     ) -> None:
         self.ids = ids
         self.owners = owners
         self.policy = policy
         self.catalogue = catalogue
+        self.hold_limit = rebuild_citizens
 
     # ------------------------------------------------------------------ engine hooks
 
@@ -298,6 +300,9 @@ class CitizenProjection(Projection):
         state = self._touch(view, pseudonym).state
         self._apply(topic, event, state, view, pseudonym)
         state.seen = max(state.seen, us(getattr(event, "timestamp")))  # noqa: B009
+
+    def held(self, view: ViewBatch) -> int:
+        return len(view.scratch.get(_TOUCHED, ()))
 
     def finish(self, view: ViewBatch) -> None:
         """Rewrite what derives from each citizen the batch touched, once.

@@ -27,7 +27,7 @@ from domain.identity import NationalId, Sex
 from domain.mobility import Transport, Trip
 from domain.risk import RiskLevel
 from infrastructure.bootstrap import Registry
-from projections.engine import positions
+from projections.engine import DERIVING, RebuildProgress, positions, rebuild
 from projections.models.projection import NAME
 from projections.runtime import ProjectionRuntime
 from projections.stores import RedisStore
@@ -170,4 +170,27 @@ def test_a_flushed_redis_is_rebuilt_by_the_running_projector(
     finally:
         runtime.stop()
     same_as_a_rebuild(registry, client, store, "fresh")
+    client.close()
+
+
+def test_a_rebuild_over_its_citizen_limit_equals_one_within_it_and_the_incremental_build(
+    registry: Registry, clock: MovableClock, redis_url: str, redis_prefix: str
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    live = ProjectionRuntime(registry, RedisStore(client, f"{redis_prefix}live"))
+    for first in range(0, 24, 6):
+        history(registry, clock, first, 6)
+        live.catch_up()
+    incremental = normalised(live.store.snapshot(NAME))
+    whole = ProjectionRuntime(registry, RedisStore(client, f"{redis_prefix}whole"))
+    whole.catch_up()
+    written_out = ProjectionRuntime(registry, RedisStore(client, f"{redis_prefix}out"))
+    projection = written_out.projections[0]
+    projection.hold_limit = 3
+    seen: list[RebuildProgress] = []
+    rebuild(written_out.store, projection, registry.apps, seen.append, page_size=5)
+    assert [p.context for p in seen].count(DERIVING) > 3
+    assert normalised(written_out.store.snapshot(NAME)) == normalised(whole.store.snapshot(NAME))
+    assert normalised(whole.store.snapshot(NAME)) == incremental
+    assert any(k.startswith("p0:a:") for k in incremental)
     client.close()

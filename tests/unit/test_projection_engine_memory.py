@@ -124,6 +124,9 @@ class BatchTotals(Projection):
         for key, amount in amounts.items():
             view.set(f"total:{key}", int(view.get(f"total:{key}") or b"0") + amount)
 
+    def held(self, view: ViewBatch) -> int:
+        return len(view.scratch.get("amounts", ()))
+
 
 def popo_app() -> Counters:
     return Counters(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
@@ -216,6 +219,41 @@ def test_finish_runs_once_per_partition_batch_and_commits_with_it() -> None:
 
     rebuild(store, projection, {"toy": app}, page_size=2)
     assert store.snapshot("batch-totals") == snapshot
+
+
+def test_a_rebuild_holding_more_than_its_limit_writes_out_and_reads_back() -> None:
+    app = popo_app()
+    store = MemoryStore("t")
+    counters: list[Counter] = []
+    record(app, [(n % 5, n % 3 + 1) for n in range(40)], counters)
+    projection = BatchTotals()
+    ProjectionWorker({"toy": app}, [projection], store, batch_size=6).catch_up()
+    incremental = store.snapshot(projection.name)
+    projection.finished.clear()
+    seen: list[RebuildProgress] = []
+    projection.hold_limit = 2
+    rebuild(store, projection, {"toy": app}, progress=seen.append, page_size=4)
+    assert store.snapshot(projection.name) == incremental
+    assert max(len(amounts) for _, amounts in projection.finished) <= 2 + 4
+    assert len(projection.finished) > projection.partitions
+    done = [p.done for p in seen]
+    assert done == sorted(done)
+    stages = [p.context for p in seen]
+    last_page = len(stages) - stages[::-1].index("toy")
+    assert all(p.done < p.total for p in seen[: last_page - 1])
+    assert seen[-1].done == seen[-1].total
+    first_write_out = stages.index(engine.DERIVING)
+    assert stages[first_write_out + 1] == engine.WRITING
+    assert "toy" in stages[first_write_out:]
+
+    projection.hold_limit = None
+    projection.finished.clear()
+    seen.clear()
+    rebuild(store, projection, {"toy": app}, progress=seen.append, page_size=4)
+    assert store.snapshot(projection.name) == incremental
+    assert len(projection.finished) == projection.partitions
+    assert [p.context for p in seen[-3:]] == [engine.DERIVING, engine.WRITING, engine.WRITING]
+    assert all(p.done < p.total for p in seen[:-1])
 
 
 class Exploding(CounterView):
