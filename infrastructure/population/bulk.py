@@ -388,6 +388,7 @@ class _PostgresBatch(Batch):
     def __init__(self, store: PostgresBulkStore, cursor: psycopg.Cursor[TupleRow]) -> None:
         super().__init__(store)
         self.cursor = cursor
+        self._staged = 0
 
     def lock(self) -> set[UUID]:
         self.cursor.execute(
@@ -451,6 +452,7 @@ class _PostgresBatch(Batch):
         self.cursor.execute("SET LOCAL enable_hashjoin = off")
         self.cursor.execute("SET LOCAL enable_mergejoin = off")
         self._copy(f"COPY {_PROBE} FROM STDIN (FORMAT BINARY)", _probe_rows(rows))
+        self._staged = len(rows)
 
     def classify(self, rows: Rows) -> Classified:
         death = _HASH_COLUMNS[DEATH]
@@ -529,14 +531,24 @@ class _PostgresBatch(Batch):
         )
         if new:
             columns = sql.SQL(", ").join(map(sql.Identifier, _INDEX_COLUMNS))
+            # When every staged row is new, none needs looking up in the index again.
+            only_new = sql.SQL(
+                ""
+                if len(new) == self._staged
+                else " WHERE NOT EXISTS (SELECT FROM {index} i WHERE i.citizen_id = p.citizen_id)"
+            ).format(index=self.store.index)
             self.cursor.execute(
                 sql.SQL(
                     "INSERT INTO {index} ({columns}) SELECT p.citizen_id,"
                     f" 1 + p.states_death::int, {', '.join('p.' + c for c in _HASH_COLUMNS)},"
                     f" e.notification_id FROM {_PROBE} p JOIN {{events}} e"
-                    " ON e.originator_id = p.citizen_id AND e.originator_version = 1"
-                    " WHERE NOT EXISTS (SELECT FROM {index} i WHERE i.citizen_id = p.citizen_id)"
-                ).format(index=self.store.index, columns=columns, events=self.store.events)
+                    " ON e.originator_id = p.citizen_id AND e.originator_version = 1{only_new}"
+                ).format(
+                    index=self.store.index,
+                    columns=columns,
+                    events=self.store.events,
+                    only_new=only_new,
+                )
             )
         self.upsert(changed_rows)
         self.cursor.execute(
