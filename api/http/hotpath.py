@@ -7,7 +7,7 @@ checks the role, reads one value, sends its bytes, counts the request in the met
 queues the lookup for the access log. They stay in the OpenAPI document: :func:`install`
 adds their operations, with the document's schema and an example, to ``openapi()``.
 
-Tokens are verified with `TokenVerifier.verify_recent`, like every other route's.
+Tokens are verified like every other route's (`verify_without_blocking`).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from api.http.security import (
     AuthorizationError,
     Role,
     TokenVerifier,
+    verify_without_blocking,
 )
 from application.access_log import AccessEntry, AccessRecorder
 from domain.base import Actor
@@ -127,12 +128,12 @@ class CheckpointDocument(BaseModel):
     reasons: list[str] = Field(examples=[["origin_high_risk"]])
 
 
-def _reader(scope: Scope, verifier: TokenVerifier) -> Actor:
+async def _reader(scope: Scope, verifier: TokenVerifier) -> Actor:
     """The reader of the request's bearer token, if its role may look up statuses."""
     scheme, _, token = _header(scope, b"authorization").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise AuthenticationError("a bearer token is required", token_presented=False)
-    principal = verifier.verify_recent(token)
+    principal = await verify_without_blocking(verifier, token)
     if principal.role not in ROLES:
         raise AuthorizationError(
             f"the {principal.role.value} role may not do this",
@@ -216,7 +217,7 @@ class CheckpointLookups:
         self._metrics.observe(scope["method"], route, status, time.perf_counter() - started)
 
     async def _answer(self, route: str, scope: Scope, send: Send) -> int:
-        reader = _reader(scope, self._app.state.token_verifier)
+        reader = await _reader(scope, self._app.state.token_verifier)
         registry = self._registry
         scope["app"] = self._app
         models = read_models(Request(scope))

@@ -15,8 +15,9 @@ Routes then depend on `get_principal`, or on ``require(Role.ADMIN, ...)`` for a 
 check, and call `ensure_unit` / `ensure_own_record` for checks on the object itself.
 They verify with `TokenVerifier.verify_recent`, which remembers a verified token for
 `REMEMBER_SECONDS`: a token revoked by another process is refused within that time
-(revoked through the same verifier, at once). These dependencies are ``async`` so
-FastAPI runs them on the event loop, not in its threadpool.
+(revoked through the same verifier, at once). These dependencies are ``async``, so
+FastAPI runs them on the event loop, not in its threadpool; only a token not remembered
+goes to a worker thread (`verify_without_blocking`), for its revocation lookup.
 Tests may instead set ``app.dependency_overrides[get_token_verifier]`` or
 ``app.dependency_overrides[get_principal]``. Errors are `ProblemError`s, rendered by
 `api.http.problems.install_problem_handlers` (401 carries ``WWW-Authenticate: Bearer``).
@@ -37,6 +38,7 @@ import jwt
 import redis
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from api.http.problems import ProblemError
 from domain.errors import DomainError, InvalidValue
@@ -282,17 +284,23 @@ class TokenVerifier:
         """`verify`, trusting a verification of the same token in the last
         `REMEMBER_SECONDS` (its expiry is still checked): no signature check and no
         revocation lookup on repeats."""
-        found = self._remembered.get(token)
-        if found is None or found[1] < time.monotonic():
+        principal = self.remembered(token)
+        if principal is None:
             principal = self.verify(token)
             if len(self._remembered) >= MAX_REMEMBERED:
                 self._remembered.clear()
             self._remembered[token] = (principal, time.monotonic() + REMEMBER_SECONDS)
-            return principal
-        principal = found[0]
-        if self._now() >= principal.expires_at + self._leeway:
-            raise AuthenticationError("the token has expired")
         return principal
+
+    def remembered(self, token: str) -> Principal | None:
+        """The principal of a token verified in the last `REMEMBER_SECONDS`, if unexpired;
+        None if it must be verified (which may ask the revocation list)."""
+        found = self._remembered.get(token)
+        if found is None or found[1] < time.monotonic():
+            return None
+        if self._now() >= found[0].expires_at + self._leeway:
+            raise AuthenticationError("the token has expired")
+        return found[0]
 
     def revoke(self, principal: Principal) -> None:
         self.revocations.revoke(principal.token_id, principal.expires_at)
@@ -335,13 +343,22 @@ async def get_token_verifier(request: Request) -> TokenVerifier:
     return verifier
 
 
+async def verify_without_blocking(verifier: TokenVerifier, token: str) -> Principal:
+    """`TokenVerifier.verify_recent` from the event loop: a remembered token at once, any
+    other in a worker thread, as its revocation lookup may wait on Redis."""
+    principal = verifier.remembered(token)
+    if principal is None:
+        principal = await run_in_threadpool(verifier.verify_recent, token)
+    return principal
+
+
 async def get_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     verifier: Annotated[TokenVerifier, Depends(get_token_verifier)],
 ) -> Principal:
     if credentials is None:
         raise AuthenticationError("a bearer token is required", token_presented=False)
-    return verifier.verify_recent(credentials.credentials)
+    return await verify_without_blocking(verifier, credentials.credentials)
 
 
 def require(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:

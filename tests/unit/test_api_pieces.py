@@ -96,7 +96,9 @@ def test_a_remembered_token_is_refused_once_revoked_here_or_expired() -> None:
     verifier = TokenVerifier(keyring, revocations=revocations, now=lambda: moment[0])
     issuer = TokenIssuer(keyring, now=lambda: moment[0])
     kept, revoked = (issuer.mint(Role.AUDITOR, f"a-{n}", ttl=timedelta(minutes=5)) for n in (1, 2))
+    assert verifier.remembered(kept) is None
     assert verifier.verify_recent(kept).subject == "a-1"
+    assert verifier.remembered(kept) == verifier.verify(kept)
     assert verifier.verify_recent(revoked).subject == "a-2"
     verifier.revoke(verifier.verify(revoked))
     with pytest.raises(AuthenticationError, match="revoked"):
