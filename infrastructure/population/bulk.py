@@ -581,14 +581,22 @@ def _multirange(written: Sequence[tuple[int, int]]) -> str:
     return "{" + ",".join(f"({after},{last}]" for after, last in written) + "}"
 
 
-def _probe_rows(rows: Rows) -> Iterator[bytes]:
-    """The rows as binary COPY tuples of the batch table."""
+def _probe_rows(rows: Rows) -> list[bytes]:
+    """The rows as binary COPY tuples of the batch table, in citizen id order: the joins
+    scan it in that order, so their lookups and inserts walk each index in key order."""
     pack = _PROBE_ROW.pack
     hashes = struct.iter_unpack("8s" * 6, rows.hashes)
-    for line, citizen_id, (a, b, c, d, e, f), death in zip(
-        rows.lines, rows.citizen_ids(), hashes, rows.deaths, strict=True
-    ):
-        yield pack(9, 8, line, 16, citizen_id, 8, a, 8, b, 8, c, 8, d, 8, e, 8, f, 1, death == 1)
+    tuples = [
+        (
+            citizen_id,
+            pack(9, 8, line, 16, citizen_id, 8, a, 8, b, 8, c, 8, d, 8, e, 8, f, 1, death == 1),
+        )
+        for line, citizen_id, (a, b, c, d, e, f), death in zip(
+            rows.lines, rows.citizen_ids(), hashes, rows.deaths, strict=True
+        )
+    ]
+    tuples.sort()
+    return [packed for _, packed in tuples]
 
 
 # SQLite
