@@ -47,6 +47,7 @@ from domain.citizen import Citizen
 from domain.errors import CitizenDeceased, CitizenMoved, DomainError, InvalidValue
 from infrastructure.population.bulk import BulkStore, PostgresBulkStore, Rows, SQLiteBulkStore
 from infrastructure.population.encoding import (
+    ID_BYTES,
     Chunk,
     ChunkEncoder,
     EncodedChunk,
@@ -480,18 +481,19 @@ def _selected(rows: Rows, lines: set[int]) -> Rows:
 
 
 def _new_events(encoded: Sequence[EncodedChunk], new: set[int]) -> list[bytes]:
-    """The events of the new citizens' rows, each chunk's whole when all its rows are new."""
-    events: list[bytes] = []
+    """The events of the new citizens' rows, in citizen id order: inserting them walks the
+    event table's primary key in key order."""
+    events: list[tuple[bytes, bytes]] = []
     for chunk in encoded:
-        if new.issuperset(chunk.lines):
-            events.append(chunk.events)
-            continue
         start = 0
-        for line, end in zip(chunk.lines, chunk.event_ends, strict=True):
+        ids = chunk.ids
+        for offset, (line, end) in enumerate(zip(chunk.lines, chunk.event_ends, strict=True)):
             if line in new:
-                events.append(chunk.events[start:end])
+                citizen_id = ids[offset * ID_BYTES : (offset + 1) * ID_BYTES]
+                events.append((citizen_id, chunk.events[start:end]))
             start = end
-    return events
+    events.sort()
+    return [row_events for _, row_events in events]
 
 
 def rebuild_index(app: PopulationApp, id_key: bytes) -> int:
