@@ -6,7 +6,6 @@ an HMAC with a secret that never leaves the deployment cannot.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from functools import lru_cache
 from uuid import UUID
@@ -27,8 +26,8 @@ class IdDeriver:
     def _derive_uncached(self, kind: str, natural_key: str) -> UUID:
         """Checkpoint lookups derive a traveller's key on every request: the cache keeps
         the HMAC off that path for travellers seen recently."""
-        digest = hmac.new(self._key, f"{kind}\x00{natural_key}".encode(), hashlib.sha256)
-        return UUID(bytes=digest.digest()[:16], version=4)
+        digest = hmac.digest(self._key, f"{kind}\x00{natural_key}".encode(), "sha256")
+        return UUID(bytes=digest[:16], version=4)
 
     def citizen(self, person: PersonId) -> UUID:
         return self._derive("citizen", person_key(person))
