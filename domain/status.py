@@ -8,7 +8,7 @@ from enum import Enum
 
 from domain.clock import local_day
 from domain.dose_rules import nth_birthday, series_doses_required
-from domain.doses import DoseKind, ScreeningOutcome, Severity
+from domain.doses import Dose, DoseKind, ScreeningOutcome, Severity
 from domain.vaccination import VaccinationRecord
 from domain.vaccines import Catalogue
 
@@ -44,14 +44,30 @@ class VaccinationStatus:
         return vaccinated or recovered
 
 
+@dataclass(frozen=True)
+class _Given:
+    """The valid doses of a record given by a moment, in order, and its primary series."""
+
+    doses: list[Dose]
+    primary: list[Dose]
+    boosters: list[Dose]
+    required: int
+    """Primary doses the series needs (0 before the first)."""
+
+
+def _given(record: VaccinationRecord, at: datetime, catalogue: Catalogue) -> _Given:
+    doses = [d for d in record.valid_doses if d.given_at <= at]
+    primary = [d for d in doses if d.kind is DoseKind.PRIMARY]
+    boosters = [d for d in doses if d.kind is DoseKind.BOOSTER]
+    return _Given(doses, primary, boosters, series_doses_required(primary, catalogue))
+
+
 def vaccination_status(
     record: VaccinationRecord, date_of_birth: date, at: datetime, catalogue: Catalogue
 ) -> VaccinationStatus:
     today = local_day(at)
-    doses = [d for d in record.valid_doses if d.given_at <= at]
-    primary = [d for d in doses if d.kind is DoseKind.PRIMARY]
-    boosters = [d for d in doses if d.kind is DoseKind.BOOSTER]
-    required = series_doses_required(primary, catalogue)
+    given = _given(record, at, catalogue)
+    primary, required = given.primary, given.required
     complete_on = primary[required - 1].given_on if primary and len(primary) >= required else None
     protected_from = (
         complete_on + timedelta(days=catalogue.protection_delay_days) if complete_on else None
@@ -61,27 +77,29 @@ def vaccination_status(
         if record.recovered_on
         else None
     )
-    if not doses:
+    if not given.doses:
         status = Status.UNVACCINATED
     elif protected_from is None or today < protected_from:
         status = Status.PARTIALLY_VACCINATED
-    elif boosters:
+    elif given.boosters:
         status = Status.BOOSTED
     else:
         status = Status.FULLY_VACCINATED
-    next_dose, reasons = _next_dose(record, date_of_birth, at, catalogue)
+    next_dose, reasons = _next_dose(record, given, date_of_birth, at, today, catalogue)
     return VaccinationStatus(
-        status, len(doses), complete_on, protected_from, recovered_until, next_dose, reasons
+        status, len(given.doses), complete_on, protected_from, recovered_until, next_dose, reasons
     )
 
 
 def _next_dose(
-    record: VaccinationRecord, date_of_birth: date, at: datetime, catalogue: Catalogue
+    record: VaccinationRecord,
+    given: _Given,
+    date_of_birth: date,
+    at: datetime,
+    today: date,
+    catalogue: Catalogue,
 ) -> tuple[NextDose | None, tuple[str, ...]]:
-    today = local_day(at)
-    doses = [d for d in record.valid_doses if d.given_at <= at]
-    primary = [d for d in doses if d.kind is DoseKind.PRIMARY]
-    boosters = [d for d in doses if d.kind is DoseKind.BOOSTER]
+    doses, primary, required = given.doses, given.primary, given.required
     screenings = [s for s in record.screenings if s.screened_at <= at]
     latest = screenings[-1] if screenings else None
     if latest is not None and latest.outcome is ScreeningOutcome.CONTRAINDICATED:
@@ -92,7 +110,6 @@ def _next_dose(
         for a in record.adverse_events
         if a.dose_id == d.dose_id and a.severity is Severity.SEVERE
     }
-    required = series_doses_required(primary, catalogue)
     if primary and len(primary) < required:
         previous = primary[-1]
         kind = DoseKind.PRIMARY
@@ -100,7 +117,7 @@ def _next_dose(
         candidates = [c for c in catalogue.products if catalogue.may_follow(previous.product, c)]
     elif not primary:
         kind, earliest, candidates = DoseKind.PRIMARY, today, list(catalogue.products)
-    elif len(boosters) < catalogue.max_boosters:
+    elif len(given.boosters) < catalogue.max_boosters:
         kind = DoseKind.BOOSTER
         earliest = doses[-1].given_on + timedelta(days=catalogue.booster_min_days_after_series)
         candidates = catalogue.booster_products()

@@ -101,8 +101,12 @@ def _json(value: object) -> str:
         return "true"
     if value is False:
         return "false"
+    if isinstance(value, int):
+        return str(value)
     if isinstance(value, str) and value.isprintable() and '"' not in value and "\\" not in value:
         return f'"{value}"'
+    if isinstance(value, list):
+        return "[" + ",".join([_json(item) for item in value]) + "]"
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 

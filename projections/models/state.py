@@ -40,7 +40,7 @@ def us(moment: datetime) -> int:
 
 
 def from_us(micros: int) -> datetime:
-    return EPOCH + timedelta(microseconds=micros)
+    return EPOCH + timedelta(0, 0, micros)
 
 
 _EPOCH_DAY = date(1970, 1, 1).toordinal()
@@ -162,6 +162,14 @@ class ScreeningState:
 def _screening(raw: list[Any]) -> ScreeningState:
     outcome, screened_at, unit, postponed = _padded(raw, 4)
     return ScreeningState(outcome, screened_at, unit, from_days(postponed))
+
+
+_DOSE_IDS = tuple(UUID(int=i + 1) for i in range(16))
+
+
+def _dose_id(index: int) -> UUID:
+    """The id a kept dose has in :meth:`CitizenState.as_record`: its position's."""
+    return _DOSE_IDS[index] if index < len(_DOSE_IDS) else UUID(int=index + 1)
 
 
 @dataclass(slots=True)
@@ -299,7 +307,7 @@ class CitizenState:
         record: VaccinationRecord = object.__new__(VaccinationRecord)
         doses = [
             Dose(
-                UUID(int=i + 1),
+                _dose_id(i),
                 d.product,
                 "",
                 from_us(d.given_at),

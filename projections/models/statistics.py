@@ -16,7 +16,6 @@ of the dose counted. A counter may rest at 0: readers treat 0 as absent.
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import date
 
 from domain.clock import local_day
@@ -27,7 +26,8 @@ AGE_BANDS = ((0, "0-11"), (12, "12-17"), (18, "18-49"), (50, "50-64"), (65, "65+
 MILESTONES = ("first", "complete", "booster")
 UNKNOWN = "unknown"
 
-Contribution = Counter[tuple[str, str]]
+Contribution = dict[tuple[str, str], int]
+"""Counter (key, field) -> what a citizen adds to it."""
 
 
 def age_band(date_of_birth: date | None, day: date) -> str:
@@ -46,26 +46,26 @@ def age_band(date_of_birth: date | None, day: date) -> str:
 
 
 def contribution(state: CitizenState, catalogue: Catalogue) -> Contribution:
-    out: Contribution = Counter()
+    out: Contribution = {}
     if state.record_moved or not state.doses:
         return out
     province = state.province or UNKNOWN
     dob = state.dob
     doses = sorted(state.doses, key=lambda d: d.given_at)
-    for dose in doses:
-        out[(f"sd:{local_day(from_us(dose.given_at))}", f"{province}|{dose.product}")] += 1
-    first = local_day(from_us(doses[0].given_at))
-    out[("sp", f"{province}|{age_band(dob, first)}|first")] += 1
+    days = [local_day(from_us(dose.given_at)) for dose in doses]
+    for dose, day in zip(doses, days, strict=True):
+        given = (f"sd:{day}", f"{province}|{dose.product}")
+        out[given] = out.get(given, 0) + 1
+    out[("sp", f"{province}|{age_band(dob, days[0])}|first")] = 1
     # Every dose is given by then, as at the last dose: the same series completion, and
     # the moment the other read models ask the memoised status for.
     status = state.status_at(max(state.seen, doses[-1].given_at), catalogue)
     if status is not None and status.series_complete_on is not None:
         day = status.series_complete_on
-        out[("sp", f"{province}|{age_band(dob, day)}|complete")] += 1
-    boosters = [d for d in doses if d.booster]
-    if boosters:
-        day = local_day(from_us(boosters[0].given_at))
-        out[("sp", f"{province}|{age_band(dob, day)}|booster")] += 1
+        out[("sp", f"{province}|{age_band(dob, day)}|complete")] = 1
+    first_booster = next((day for d, day in zip(doses, days, strict=True) if d.booster), None)
+    if first_booster is not None:
+        out[("sp", f"{province}|{age_band(dob, first_booster)}|booster")] = 1
     return out
 
 
