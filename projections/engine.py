@@ -14,10 +14,11 @@ import builtins
 import enum
 import time
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
 from typing import Any, ClassVar, Literal, Protocol
 
 from eventsourcing.application import Application
@@ -218,23 +219,40 @@ class ViewBatch:
     @property
     def ops(self) -> list[Op]:
         """The batch's net writes: deletions first, then each key's changes."""
+        return list(self.iter_ops())
+
+    def iter_ops(self) -> Iterator[Op]:
+        """:attr:`ops` one at a time: a large batch is written without a copy of them all."""
         p = self._prefix
-        ops: list[Op] = [("D", p + k, b"", b"") for k in self._cleared]
+        for k in self._cleared:
+            yield ("D", p + k, b"", b"")
         for k in self._dirty_strings:
-            ops.append(("S", p + k, self._strings[k] or b"", b""))
+            yield ("S", p + k, self._strings[k] or b"", b"")
         for k, h in self._hashes.items():
+            key = p + k
             for f in h.dirty:
                 v = h.fields[f]
-                ops.append(("X", p + k, f, b"") if v is None else ("H", p + k, f, v))
+                yield ("X", key, f, b"") if v is None else ("H", key, f, v)
             for f, n in h.incr.items():
-                ops.append(("I", p + k, f, str(n).encode()))
+                yield ("I", key, f, str(n).encode())
         for k, s in self._sets.items():
-            ops.extend(("A", p + k, m, b"") for m in s.added)
-            ops.extend(("R", p + k, m, b"") for m in s.dropped)
+            key = p + k
+            yield from (("A", key, m, b"") for m in s.added)
+            yield from (("R", key, m, b"") for m in s.dropped)
         for k, z in self._zsets.items():
-            ops.extend(("Z", p + k, m, repr(score).encode()) for m, score in z.added.items())
-            ops.extend(("Q", p + k, m, b"") for m in z.dropped)
-        return ops
+            key = p + k
+            yield from (("Z", key, m, repr(score).encode()) for m, score in z.added.items())
+            yield from (("Q", key, m, b"") for m in z.dropped)
+
+    def op_count(self) -> int:
+        """How many writes :attr:`ops` holds."""
+        return (
+            len(self._cleared)
+            + len(self._dirty_strings)
+            + sum(len(h.dirty) + len(h.incr) for h in self._hashes.values())
+            + sum(len(s.added) + len(s.dropped) for s in self._sets.values())
+            + sum(len(z.added) + len(z.dropped) for z in self._zsets.values())
+        )
 
     def preload(self, reads: Iterable[Read]) -> None:
         """Fetch, in one round trip, what the given reads need and the batch lacks."""
@@ -634,20 +652,26 @@ def _write_out(
         for part in sorted(touched):
             projection.finish(views[part])
     for part, view in enumerate(views):
-        ops = view.ops
-        if not ops and not reached:
+        count = view.op_count()
+        if not count and not reached:
             continue
         part_state = state.parts[part]
-        for first in range(0, max(len(ops), 1), REBUILD_COMMIT_OPS):
-            end = first + REBUILD_COMMIT_OPS
-            positions = reached if end >= len(ops) else {}
-            commit = PartitionCommit(part, part_state.version, positions, ops[first:end])
+        ops = view.iter_ops()
+        chunk, written = list(islice(ops, REBUILD_COMMIT_OPS)), 0
+        while True:
+            following = list(islice(ops, REBUILD_COMMIT_OPS))
+            positions = {} if following else reached
+            commit = PartitionCommit(part, part_state.version, positions, chunk)
             if store.commit(name, gen, [commit]) != [COMMITTED]:
                 msg = f"generation {gen} of {name} was written by someone else"
                 raise RebuildConflictError(msg)
             part_state.version += 1
-            share = min(end, len(ops)) / len(ops) if ops else 1.0
+            written += len(chunk)
+            share = written / count if count else 1.0
             meter.report(WRITING, held, (part + share) / len(views))
+            if not following:
+                break
+            chunk = following
         part_state.positions.update(reached)
     meter.written += held
 

@@ -256,6 +256,20 @@ def test_a_rebuild_holding_more_than_its_limit_writes_out_and_reads_back() -> No
     assert all(p.done < p.total for p in seen[:-1])
 
 
+def test_a_view_counts_the_writes_it_holds() -> None:
+    view = ViewBatch(engine.EmptyGeneration(MemoryStore("t").layout), "v", 1, 0)
+    view.set("s", 1)
+    view.delete("gone")
+    view.hset("h", "a", 1)
+    view.hdel("h", "b")
+    view.hincrby("h", "n", 2)
+    view.sadd("set", "x")
+    view.srem("set", "y")
+    view.zadd("z", "m", 1.0)
+    view.zrem("z", "q")
+    assert view.op_count() == len(view.ops) == 9
+
+
 class Exploding(CounterView):
     name = "exploding"
     fuse: int | None = None
