@@ -14,13 +14,13 @@ from typing import Annotated, BinaryIO, TextIO
 import typer
 
 from infrastructure.bootstrap import bootstrap
+from infrastructure.population.encoding import Rejected
 from infrastructure.population.generator import generate_register, injected_errors
 from infrastructure.population.importer import (
     DEFAULT_BATCH_SIZE,
     ExtractReader,
     ImportSummary,
     PopulationImport,
-    Rejected,
     open_extract,
     rebuild_index,
 )

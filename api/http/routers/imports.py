@@ -20,7 +20,8 @@ from pydantic import BaseModel
 from api.http.dependencies import API_PREFIX, RegistryDep, actor_of
 from api.http.problems import ProblemError, problem_responses
 from api.http.security import Principal, Role, require
-from infrastructure.population.importer import PopulationImport, Rejected
+from infrastructure.population.encoding import Rejected
+from infrastructure.population.importer import PopulationImport
 
 router = APIRouter(prefix=f"{API_PREFIX}/admin/population", tags=["admin"])
 IMPORTS_PATH = f"{API_PREFIX}/admin/population/imports"
