@@ -223,8 +223,8 @@ def encode(periods: Iterable[tuple[int, list[str]]]) -> bytes:
             n if (n := _STATIC_INDEX.get(f)) is not None else base + own.setdefault(f, len(own))
             for f in fragments
         ]
-        header.append(str(start).encode() + b":" + bytes(SYMBOLS[n] for n in numbers))
-    body = _FRAGMENT.join(f.encode() for f in own)
+        header.append(f"{start}:".encode() + bytes([SYMBOLS[n] for n in numbers]))
+    body = _FRAGMENT.decode().join(own).encode()
     return b";".join(header) + _FRAGMENTS + body
 
 

@@ -307,7 +307,8 @@ class CitizenProjection(Projection):
     def finish(self, view: ViewBatch) -> None:
         """Rewrite what derives from each citizen the batch touched, once.
 
-        Each citizen's state is let go once written: a rebuild's batch holds everyone's.
+        Each citizen's state is let go once written: a rebuild's batch holds up to
+        :attr:`hold_limit` citizens.
         """
         touched: dict[str, _Touched] = view.scratch.get(_TOUCHED, {})
         if not touched:
