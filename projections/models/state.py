@@ -173,6 +173,17 @@ def _dose_id(index: int) -> UUID:
 
 
 @dataclass(slots=True)
+class _StatusMemo:
+    """What :meth:`CitizenState.status_at` keeps until the state changes."""
+
+    record: VaccinationRecord
+    statuses: dict[tuple[int, bool, date | bool], VaccinationStatus] = field(default_factory=dict)
+    protected_from: dict[tuple[int, bool], date | None] = field(default_factory=dict)
+    """Per (doses, screened) given by a moment: the day protection starts."""
+    by_moment: dict[int, VaccinationStatus] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class CitizenState:
     """One citizen's part of every context, as the read models need it."""
 
@@ -191,16 +202,7 @@ class CitizenState:
     record_moved: bool = False
     seen: int = 0
     """The latest event time applied, over every context."""
-    _statuses: dict[tuple[int, bool, date | bool], VaccinationStatus] = field(
-        default_factory=dict, repr=False, compare=False
-    )
-    _protected_from: dict[tuple[int, bool], date | None] = field(
-        default_factory=dict, repr=False, compare=False
-    )
-    _by_moment: dict[int, VaccinationStatus] = field(
-        default_factory=dict, repr=False, compare=False
-    )
-    _record: VaccinationRecord | None = field(default=None, repr=False, compare=False)
+    _memo: _StatusMemo | None = field(default=None, repr=False, compare=False)
 
     def encode(self) -> bytes:
         """The stored state; the masked name only when there is no document to hold it."""
@@ -262,11 +264,14 @@ class CitizenState:
         primary dose yet) or whether protection has started; so with a primary dose,
         days on the same side of `protected_from` share one computation.
         """
-        if at in self._by_moment:
-            return self._by_moment[at]
+        memo = self._memo
+        if memo is not None and at in memo.by_moment:
+            return memo.by_moment[at]
         dob = self.dob
         if dob is None:
             return None
+        if memo is None:
+            memo = self._memo = _StatusMemo(self.as_record())
         moment = from_us(at)
         day = local_day(moment)
         base = (
@@ -275,27 +280,22 @@ class CitizenState:
         )
         primary = any(not d.booster and d.given_at <= at for d in self.doses)
         key: tuple[int, bool, date | bool] = (*base, day)
-        if primary and base in self._protected_from:
-            protected_from = self._protected_from[base]
+        if primary and base in memo.protected_from:
+            protected_from = memo.protected_from[base]
             key = (*base, protected_from is not None and day >= protected_from)
-        found = self._statuses.get(key)
+        found = memo.statuses.get(key)
         if found is None:
-            if self._record is None:
-                self._record = self.as_record()
-            found = vaccination_status(self._record, dob, moment, catalogue)
+            found = vaccination_status(memo.record, dob, moment, catalogue)
             if primary:
-                protected_from = self._protected_from[base] = found.protected_from
+                protected_from = memo.protected_from[base] = found.protected_from
                 key = (*base, protected_from is not None and day >= protected_from)
-            self._statuses[key] = found
-        self._by_moment[at] = found
+            memo.statuses[key] = found
+        memo.by_moment[at] = found
         return found
 
     def changed(self) -> None:
         """Forget the statuses computed before a change."""
-        self._statuses.clear()
-        self._protected_from.clear()
-        self._by_moment.clear()
-        self._record = None
+        self._memo = None
 
     def as_record(self) -> VaccinationRecord:
         """The kept part of the vaccination record, for the domain's pure status function.
