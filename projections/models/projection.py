@@ -23,6 +23,9 @@ the citizens whose declaration leaves from the area's province (``o:``), and no 
 Mobility and vaccination records name their person only in their first event; later
 events are attributed through :class:`Owners` (learnt from first events, falling back to
 the event store).
+
+Text many citizens share (birth dates, provinces, products, units) is interned: a
+rebuild holds many states at once.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from sys import intern
 from typing import Any
 from uuid import UUID
 
@@ -392,15 +396,15 @@ class CitizenProjection(Projection):
         if topic.startswith(POPULATION):
             if kind == "Registered":
                 state.masked_name = masked(e.full_name)
-                state.date_of_birth = e.date_of_birth.isoformat()
-                state.province = split_area(str(e.residence))[0]
+                state.date_of_birth = intern(e.date_of_birth.isoformat())
+                state.province = intern(split_area(str(e.residence))[0])
             elif kind == "RecordCorrected":
                 if e.full_name:
                     state.masked_name = masked(e.full_name)
                 if e.date_of_birth:
-                    state.date_of_birth = e.date_of_birth.isoformat()
+                    state.date_of_birth = intern(e.date_of_birth.isoformat())
             elif kind == "ResidenceChanged":
-                state.province = split_area(str(e.residence))[0]
+                state.province = intern(split_area(str(e.residence))[0])
             elif kind in ("Died", "MovedTo"):
                 state.gone = True
         elif topic.startswith(MOBILITY):
@@ -513,9 +517,9 @@ class _Screened:
 def _dose(dose: Any, severe: bool = False) -> DoseState:
     return DoseState(
         dose.dose_id.hex[:8],
-        dose.product,
+        intern(dose.product),
         us(dose.given_at),
         dose.kind is DoseKind.BOOSTER,
-        dose.unit,
+        intern(dose.unit),
         severe,
     )
