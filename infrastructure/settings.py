@@ -30,8 +30,8 @@ class Settings:
     data_dir: Path
     declaration_validity: timedelta
     pool_size: int
-    rebuild_citizens: int = 170_000
-    """Citizens a read-model rebuild holds in memory at most (about 1.8 KB each)."""
+    rebuild_citizens: int = 200_000
+    """Citizens a read-model rebuild holds in memory at most (1-1.5 KB each)."""
 
     @property
     def uses_postgres(self) -> bool:
@@ -89,7 +89,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         data_dir=data_dir,
         declaration_validity=timedelta(hours=float(env.get("VAXREG_DECLARATION_HOURS", "72"))),
         pool_size=int(env.get("VAXREG_POSTGRES_POOL_SIZE", "2")),
-        rebuild_citizens=int(env.get("VAXREG_REBUILD_CITIZENS", "170000")),
+        rebuild_citizens=int(env.get("VAXREG_REBUILD_CITIZENS", "200000")),
     )
 
 

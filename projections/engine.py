@@ -591,7 +591,7 @@ class _Meter:
         """Entities derived and written."""
 
     def report(self, what: str, held: int, share_written: float = 0.0) -> None:
-        """`held`: entities not written yet, of which `share_written` are being written."""
+        """`held`: entities held and not yet written, of which the share `share_written` is."""
         if self._progress is None:
             return
         done = self.replayed + self.written + round(held * share_written)
