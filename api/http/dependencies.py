@@ -6,15 +6,14 @@ annotations`` here: FastAPI must see the closure's dependency in `caller` itself
 name it would look up among the module's globals.
 """
 
-import asyncio
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Request, Response
 from pydantic import BaseModel
 
+from api.http.command_threads import CommandThreads
 from api.http.schemas.commands import Accepted
 from api.http.security import Principal, Role, ensure_role, get_principal
 from application.commands import MAX_REQUEST_ID_LENGTH, Outcome
@@ -31,13 +30,13 @@ T = TypeVar("T")
 
 COMMAND_THREADS = 32
 """Threads per process running blocking commands; the group commit saves theirs together."""
-_command_threads = ThreadPoolExecutor(COMMAND_THREADS, thread_name_prefix="command")
+_command_threads = CommandThreads(COMMAND_THREADS)
 
 
 async def run_command(command: Callable[[], T]) -> T:
-    """Run a blocking application call off the event loop, on the command threads: a
-    plain executor costs the loop less per call than the threadpool of sync routes."""
-    return await asyncio.get_running_loop().run_in_executor(_command_threads, command)
+    """Run a blocking application call off the event loop, on the command threads: they
+    cost the loop less per call than the threadpool of sync routes or an executor."""
+    return await _command_threads.run(command)
 
 
 def registry_of(request: Request) -> Registry:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import typer
 from typer.testing import CliRunner
 
 from api.cli.server import demo_tokens, load_demo, serve, token
+from api.http.command_threads import CommandThreads
 from api.http.metrics import MetricsRegistry
 from api.http.routers.events import decode_cursor, encode_cursor
 from api.http.security import (
@@ -108,3 +111,22 @@ def test_a_remembered_token_is_refused_once_revoked_here_or_expired() -> None:
     moment[0] += timedelta(minutes=6)
     with pytest.raises(AuthenticationError, match="expired"):
         verifier.verify_recent(kept)
+
+
+def test_command_threads_hand_back_results_and_errors_to_the_loop() -> None:
+    threads = CommandThreads(2, name="test-command")
+
+    def fail() -> None:
+        raise InvalidValue("refused")
+
+    async def run() -> tuple[list[str], InvalidValue]:
+        names = await asyncio.gather(
+            *(threads.run(lambda: threading.current_thread().name) for _ in range(20))
+        )
+        with pytest.raises(InvalidValue) as refused:
+            await threads.run(fail)
+        return names, refused.value
+
+    names, error = asyncio.run(run())
+    assert set(names) <= {"test-command_0", "test-command_1"}
+    assert error.message == "refused"
