@@ -19,8 +19,10 @@ They verify with `TokenVerifier.verify_recent`, which remembers a verified token
 FastAPI runs them on the event loop, not in its threadpool; only a token not remembered
 goes to a worker thread (`verify_without_blocking`), for its revocation lookup.
 Tests may instead set ``app.dependency_overrides[get_token_verifier]`` or
-``app.dependency_overrides[get_principal]``. Errors are `ProblemError`s, rendered by
-`api.http.problems.install_problem_handlers` (401 carries ``WWW-Authenticate: Bearer``).
+``app.dependency_overrides[get_principal]`` for the routes depending on them; commands'
+`api.http.dependencies.caller` verifies with `principal_of` in a dependency of its own.
+Errors are `ProblemError`s, rendered by `api.http.problems.install_problem_handlers`
+(401 carries ``WWW-Authenticate: Bearer``).
 """
 
 from __future__ import annotations
@@ -335,12 +337,16 @@ class TokenVerifier:
 _bearer = HTTPBearer(auto_error=False, bearerFormat="JWT")
 
 
-async def get_token_verifier(request: Request) -> TokenVerifier:
+def token_verifier_of(request: Request) -> TokenVerifier:
     """The verifier the app factory put in ``app.state.token_verifier``."""
     verifier = getattr(request.app.state, "token_verifier", None)
     if not isinstance(verifier, TokenVerifier):
         raise RuntimeError("app.state.token_verifier is not set to a TokenVerifier")
     return verifier
+
+
+async def get_token_verifier(request: Request) -> TokenVerifier:
+    return token_verifier_of(request)
 
 
 async def verify_without_blocking(verifier: TokenVerifier, token: str) -> Principal:
@@ -352,13 +358,24 @@ async def verify_without_blocking(verifier: TokenVerifier, token: str) -> Princi
     return principal
 
 
-async def get_principal(
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    verifier: Annotated[TokenVerifier, Depends(get_token_verifier)],
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+"""The bearer token of a request, if any; declares the security scheme in the OpenAPI."""
+
+
+async def principal_of(
+    credentials: HTTPAuthorizationCredentials | None, verifier: TokenVerifier
 ) -> Principal:
+    """The principal of the request's bearer token; a 401 without a valid one."""
     if credentials is None:
         raise AuthenticationError("a bearer token is required", token_presented=False)
     return await verify_without_blocking(verifier, credentials.credentials)
+
+
+async def get_principal(
+    credentials: BearerCredentials,
+    verifier: Annotated[TokenVerifier, Depends(get_token_verifier)],
+) -> Principal:
+    return await principal_of(credentials, verifier)
 
 
 def require(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:

@@ -223,6 +223,17 @@ def test_expired_tampered_and_foreign_tokens_are_refused(api: Api, registry: Reg
     assert api.client.get("/v1/events").status_code == 401
 
 
+def test_a_command_is_authenticated_before_its_idempotency_key_is_checked(api: Api) -> None:
+    too_long = {"Idempotency-Key": "k" * 201}
+    response = api.client.post("/v1/vaccinations/doses", json={}, headers=too_long)
+    assert response.status_code == 401
+    response = api.client.post(
+        "/v1/vaccinations/doses", json={}, headers=too_long | api.auth(Role.MEDICAL_STAFF)
+    )
+    assert response.status_code == 422
+    assert ["header", "Idempotency-Key"] in [e["loc"] for e in response.json()["errors"]]
+
+
 def test_staff_of_one_unit_cannot_write_for_another(api: Api, registry: Registry) -> None:
     api.ok("/v1/citizens", Role.ADMIN, LAN)
     api.ok(
