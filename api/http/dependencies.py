@@ -31,6 +31,8 @@ from infrastructure.settings import Settings
 
 API_PREFIX = "/v1"
 REPLAYED_HEADER = "Idempotent-Replayed"
+JSON_MEDIA_TYPE = "application/json"
+_REPLAYED = {REPLAYED_HEADER: "true"}
 
 R = TypeVar("R", bound=BaseModel)
 T = TypeVar("T")
@@ -126,3 +128,14 @@ def accepted(outcome: Outcome, response: Response, result: R) -> Accepted[R]:
     if outcome.replayed:
         response.headers[REPLAYED_HEADER] = "true"
     return Accepted(position=outcome.position, result=result)
+
+
+def accepted_response(outcome: Outcome, body: type[Accepted[Any]]) -> Response:
+    """`accepted` as a ready 201 response of `body` (the route's ``Accepted[...]``
+    ``response_model``): validated and encoded once, where a returned model would be
+    validated again and then serialised by FastAPI."""
+    content = body.model_validate(
+        {"position": outcome.position, "result": outcome.result}
+    ).model_dump_json(by_alias=True)
+    headers = _REPLAYED if outcome.replayed else None
+    return Response(content, status_code=201, headers=headers, media_type=JSON_MEDIA_TYPE)

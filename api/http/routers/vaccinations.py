@@ -10,14 +10,16 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from api.http.dependencies import (
     API_PREFIX,
     Caller,
     RegistryDep,
     accepted,
+    accepted_response,
     caller,
+    registry_of,
     run_command,
 )
 from api.http.problems import problem_responses
@@ -48,6 +50,7 @@ router = APIRouter(prefix=f"{API_PREFIX}/vaccinations", tags=["vaccinations"])
 
 Staff = Annotated[Caller, Depends(caller(Role.MEDICAL_STAFF))]
 ERRORS = problem_responses(401, 403, 404, 409, 422, 503)
+DoseAccepted = Accepted[DoseRecorded]
 
 
 def _given(fields: DoseFields, principal: Principal) -> DoseGiven:
@@ -102,20 +105,18 @@ def screen(
 @router.post(
     "/doses",
     status_code=201,
+    response_model=DoseAccepted,
     responses=ERRORS,
     summary="Record a dose given at the caller's unit",
 )
-async def record_dose(
-    body: DoseIn, staff: Staff, registry: RegistryDep, response: Response
-) -> Accepted[DoseRecorded]:
+async def record_dose(body: DoseIn, staff: Staff, request: Request) -> Response:
     """The identity captured at the site must match the register. A dose that breaks a
     rule is refused (422, with the rule's code) unless it carries an `override_reason`."""
+    immunization = registry_of(request).immunization
     identity = IdentityAtSite(parse_person_id(body.id_number), body.full_name, body.date_of_birth)
     given = _given(body, staff.principal)
-    outcome = await run_command(
-        lambda: registry.immunization.record_dose(staff.request, identity, given)
-    )
-    return accepted(outcome, response, DoseRecorded.model_validate(outcome.result))
+    outcome = await run_command(lambda: immunization.record_dose(staff.request, identity, given))
+    return accepted_response(outcome, DoseAccepted)
 
 
 @router.post(
