@@ -90,6 +90,9 @@ def _claims(scope: Scope) -> dict[str, Any] | None:
 
 
 class AccessLogMiddleware:
+    """Records the watched reads; a path outside every watched template's literal prefix
+    (the text before its first parameter) passes straight through."""
+
     def __init__(
         self,
         app: ASGIApp,
@@ -103,12 +106,13 @@ class AccessLogMiddleware:
         self.ids = ids
         self.watched = watched
         self.timeout = timeout
+        self._watched_prefixes = tuple(template.split("{", 1)[0] for template in watched)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self.app(scope, self._closing_on_shutdown(receive), send)
             return
-        if scope["type"] != "http":
+        if scope["type"] != "http" or not scope["path"].startswith(self._watched_prefixes):
             await self.app(scope, receive, send)
             return
         refused = False
