@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 import uvicorn
 
+from api.http.access import log_config
 from api.http.security import Role, TokenIssuer
 from application.commands import Request
 from application.population import CitizenDetails
@@ -49,7 +50,14 @@ def serve(
         for line in demo_tokens(settings, _first_citizen()):
             typer.echo(line)
     typer.echo(f"serving on http://{host}:{port} (docs at /docs), {workers} worker(s)", err=True)
-    uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, workers=workers)
+    uvicorn.run(
+        APP_FACTORY,
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=log_config(),
+    )
 
 
 def token(

@@ -193,14 +193,14 @@ def install_access_log(
 
 
 _PERSONAL: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"(/citizens/)[^/?#\s\"']+"), r"\1***"),
+    (re.compile(r"(/(?:citizens|checkpoint(?:/by-token)?)/)[^/?#\s\"']+"), r"\1***"),
     (re.compile(r"((?:id_number|subject|phone|target)=)[^&#\s\"']+"), r"\1***"),
     (re.compile(r"\+?\d{9,}"), "***"),
 )
 
 
 def mask(text: str) -> str:
-    """`text` without ID numbers, phone numbers or the person in a citizen path."""
+    """`text` without ID numbers, phone numbers or the person in a citizen or checkpoint path."""
     for pattern, replacement in _PERSONAL:
         text = pattern.sub(replacement, text)
     return text

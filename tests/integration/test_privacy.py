@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.config
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,8 +18,10 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+import uvicorn
 from eventsourcing.cipher import AESCipher
 
+from api.cli import server as cli_server
 from api.http.access import MaskPersonalData, log_config, mask
 from api.http.security import Role, TokenIssuer
 from bench.servers import Server, start_server
@@ -224,6 +227,11 @@ def test_event_data_at_rest_is_ciphertext_and_everything_still_works(
             '"GET /v1/citizens/***/history HTTP/1.1" 200',
         ),
         ("/v1/citizens/FRA%3AAB123456/contact", "/v1/citizens/***/contact"),
+        ("GET /v1/checkpoint/FRA:AB123456 HTTP/1.1", "GET /v1/checkpoint/*** HTTP/1.1"),
+        (
+            "/v1/checkpoint/by-token/eyJhIjoxfQ.c2ln?wait_for=x",
+            "/v1/checkpoint/by-token/***?wait_for=x",
+        ),
         ("/v1/access-log?subject=079190123456&limit=5", "/v1/access-log?subject=***&limit=5"),
         ("call 0912345678 or +84912345678", "call *** or ***"),
         (
@@ -234,6 +242,29 @@ def test_event_data_at_rest_is_ciphertext_and_everything_still_works(
 )
 def test_the_mask(text: str, expected: str) -> None:
     assert mask(text) == expected
+
+
+def test_vaxreg_serve_logs_through_the_mask(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: started.update(kwargs))
+    monkeypatch.delenv("VAXREG_DATABASE_URL", raising=False)
+    cli_server.serve()
+    root = logging.getLogger()
+    root_handlers, root_level = list(root.handlers), root.level
+    try:
+        logging.config.dictConfig(started["log_config"])
+        logging.getLogger("uvicorn.access").info(
+            '%s - "%s %s HTTP/%s" %d',
+            *("127.0.0.1:5000", "GET", "/v1/checkpoint/079190123456", "1.1", 200),
+        )
+        logged = capsys.readouterr().out
+    finally:
+        root.handlers[:] = root_handlers
+        root.setLevel(root_level)
+    assert "/v1/checkpoint/***" in logged
+    assert "079190123456" not in logged
 
 
 def test_the_filter_masks_arguments_and_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
