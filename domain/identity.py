@@ -127,4 +127,9 @@ def parse_person_id(text: str) -> PersonId:
 
 def person_key(person: PersonId) -> str:
     """The stable text that aggregate ids are derived from."""
-    return f"VN:{person.value}" if isinstance(person, NationalId) else f"PP:{person}"
+    return national_key(person.value) if isinstance(person, NationalId) else f"PP:{person}"
+
+
+def national_key(id_number: str) -> str:
+    """`person_key` of a valid national ID number, given as its digits."""
+    return f"VN:{id_number}"

@@ -14,7 +14,6 @@ process copies a few buffers rather than pickling objects per row.
 
 from __future__ import annotations
 
-import hmac
 import io
 import json
 import re
@@ -51,8 +50,6 @@ from infrastructure.population.rows import (
 ID_BYTES: Final = 16
 HASH_BYTES: Final = 48
 
-_ID_PREFIX: Final = b"citizen\x00VN:"
-"""What `IdDeriver.citizen` authenticates before a national ID number."""
 _MAX_FAST_NAME: Final = 100
 _RESIDENCE: Final = re.compile(r"[0-9]{3}\.[0-9]{3}\.[0-9]{5}")
 _MOBILE: Final = re.compile(r"0[35789][0-9]{8}")
@@ -241,7 +238,6 @@ class ChunkEncoder:
         self,
         mapper: Mapper[UUID],
         ids: IdDeriver,
-        id_key: bytes,
         hasher: FieldHasher,
         today: date,
         actor: Actor,
@@ -251,7 +247,6 @@ class ChunkEncoder:
     ) -> None:
         self.mapper = mapper
         self.ids = ids
-        self.id_key = id_key
         self.hasher = hasher
         self.today = today
         self.actor = actor
@@ -389,13 +384,12 @@ class ChunkEncoder:
         died = templates.died.fill
         registered_meta = templates.registered_meta
         died_meta = templates.died_meta
-        key = self.id_key
-        digest = hmac.digest
+        citizen_bytes = self.ids.citizen_bytes
         length = _LENGTH.pack
         head = _TUPLE_HEAD
         seal = self._seal if self._sealed else None
         for line, (person, name, birth, sex, residence, phone, death) in plain:
-            citizen_id = _as_uuid4(digest(key, _ID_PREFIX + person.encode(), "sha256"))
+            citizen_id = citizen_bytes(person)
             state = registered(
                 at,
                 person,
@@ -528,11 +522,3 @@ def _id_digits(year: int, sex: Sex) -> str:
     """ID digits 4-6 of someone of this sex born in `year`: century and sex, then the year."""
     century_sex = (year // 100 - 19) * 2 + (1 if sex is Sex.FEMALE else 0)
     return f"{century_sex}{year % 100:02d}"
-
-
-def _as_uuid4(digest: bytes) -> bytes:
-    """The first 16 bytes as `UUID(bytes=..., version=4)` stores them."""
-    head = bytearray(digest[:ID_BYTES])
-    head[6] = head[6] & 0x0F | 0x40
-    head[8] = head[8] & 0x3F | 0x80
-    return bytes(head)

@@ -224,7 +224,6 @@ def _start_worker(config: _WorkerConfig) -> None:
     _encoder = ChunkEncoder(
         app.mapper,
         ids,
-        config.id_key,
         FieldHasher(config.id_key),
         config.today,
         config.actor,
@@ -317,7 +316,6 @@ class PopulationImport:
             encoder = ChunkEncoder(
                 self.app.mapper,
                 self.app.ids,
-                self.id_key,
                 self.hasher,
                 self.today,
                 self.actor,

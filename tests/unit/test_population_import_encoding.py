@@ -58,7 +58,7 @@ def encode(app: PopulationApp, data: bytes, fmt: RegisterFormat) -> EncodedChunk
     reader = ExtractReader(io.BytesIO(data), fmt, chunk_lines=1_000_000)
     [chunk] = list(reader.chunks())
     encoder = ChunkEncoder(
-        app.mapper, app.ids, KEY, FieldHasher(KEY), TODAY, ACTOR, app.clock, fmt, reader.header
+        app.mapper, app.ids, FieldHasher(KEY), TODAY, ACTOR, app.clock, fmt, reader.header
     )
     return encoder.encode(chunk)
 
@@ -253,7 +253,7 @@ def test_an_actor_the_template_cannot_hold_still_encodes() -> None:
     [chunk] = list(reader.chunks())
     odd_actor = Actor("female", "system")
     encoder = ChunkEncoder(
-        app.mapper, app.ids, KEY, FieldHasher(KEY), TODAY, odd_actor, app.clock, "ndjson", b""
+        app.mapper, app.ids, FieldHasher(KEY), TODAY, odd_actor, app.clock, "ndjson", b""
     )
 
     encoded = encoder.encode(chunk)
