@@ -65,16 +65,8 @@ def get(
     return reply
 
 
-def test_register_declare_vaccinate_then_read_every_model(api: Api, clock: MovableClock) -> None:
-    for citizen in (LAN, *OTHERS):
-        assert api.post("/v1/citizens", Role.ADMIN, citizen).status_code == 201
-    api.post(
-        "/v1/lots",
-        Role.ADMIN,
-        {"product": "comirnaty", "lot_number": "PF1", "expires_on": "2022-06-01"},
-    )
-    risk = {"area": "079", "level": 3, "effective_from": "2021-08-01T00:00:00+07:00", "reason": "x"}
-    assert api.post("/v1/risk-levels", Role.ADMIN, risk).status_code == 201
+def declare_lans_trip(api: Api) -> httpx.Response:
+    """Lan's health declaration for a trip from Ho Chi Minh City to Hanoi, as answered."""
     trip = {
         "origin": "079.760",
         "destination": "001.001",
@@ -86,6 +78,20 @@ def test_register_declare_vaccinate_then_read_every_model(api: Api, clock: Movab
         "/v1/declarations", Role.CHECKPOINT_OFFICER, {"id_number": LAN["id_number"], "trip": trip}
     )
     assert declared.status_code == 201, declared.text
+    return declared
+
+
+def test_register_declare_vaccinate_then_read_every_model(api: Api, clock: MovableClock) -> None:
+    for citizen in (LAN, *OTHERS):
+        assert api.post("/v1/citizens", Role.ADMIN, citizen).status_code == 201
+    api.post(
+        "/v1/lots",
+        Role.ADMIN,
+        {"product": "comirnaty", "lot_number": "PF1", "expires_on": "2022-06-01"},
+    )
+    risk = {"area": "079", "level": 3, "effective_from": "2021-08-01T00:00:00+07:00", "reason": "x"}
+    assert api.post("/v1/risk-levels", Role.ADMIN, risk).status_code == 201
+    declared = declare_lans_trip(api)
     position = declared.json()["position"]
 
     lan = f"/v1/checkpoint/{LAN['id_number']}"
@@ -174,17 +180,7 @@ def test_checkpoint_lookups_are_counted_and_recorded_in_the_access_log(
     api: Api, registry: Registry
 ) -> None:
     assert api.post("/v1/citizens", Role.ADMIN, LAN).status_code == 201
-    trip = {
-        "origin": "079.760",
-        "destination": "001.001",
-        "travel_date": "2021-08-02",
-        "transport": "car",
-        "checkpoint": CHECKPOINT,
-    }
-    declared = api.post(
-        "/v1/declarations", Role.CHECKPOINT_OFFICER, {"id_number": LAN["id_number"], "trip": trip}
-    )
-    assert declared.status_code == 201, declared.text
+    declared = declare_lans_trip(api)
     position = declared.json()["position"]
     token = declared.json()["result"]["qr_token"]
     by_id = get(api, f"/v1/checkpoint/{LAN['id_number']}", Role.CHECKPOINT_OFFICER, position)
