@@ -466,14 +466,7 @@ class ChunkEncoder:
             event_tuple(citizen_id.bytes, e.originator_version, e.topic, e.state)
             for e in map(self.mapper.to_stored_event, citizen.collect_events())
         )
-        values = CitizenValues(
-            citizen.full_name,
-            citizen.date_of_birth,
-            citizen.sex,
-            citizen.residence,
-            citizen.phone,
-            citizen.died_on,
-        )
+        values = CitizenValues.of(citizen)
         return citizen_id.bytes, values.texts(), events
 
 

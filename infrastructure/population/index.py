@@ -19,6 +19,7 @@ from typing import Any, Final, NamedTuple
 from uuid import UUID
 
 from domain.areas import AreaCode
+from domain.citizen import Citizen
 from domain.identity import Sex
 
 FIELDS: Final = ("full_name", "date_of_birth", "sex", "residence", "phone", "died_on")
@@ -61,6 +62,17 @@ class CitizenValues:
     residence: AreaCode
     phone: str | None
     died_on: date | None
+
+    @classmethod
+    def of(cls, citizen: Citizen) -> CitizenValues:
+        return cls(
+            citizen.full_name,
+            citizen.date_of_birth,
+            citizen.sex,
+            citizen.residence,
+            citizen.phone,
+            citizen.died_on,
+        )
 
     def texts(self) -> tuple[str, str, str, str, str, str]:
         return (
