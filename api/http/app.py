@@ -11,26 +11,20 @@ does not answer gives a 503 with ``Retry-After``. `app_from_environment` is the 
 from __future__ import annotations
 
 import gc
-import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 import redis
-from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
 from api.http import hotpath
 from api.http.access import WATCHED, Watched, install_access_log
 from api.http.metrics import LagSource, Metrics, MetricsRegistry
 from api.http.problems import (
-    STORE_DOWN,
-    STORE_RETRY_AFTER_SECONDS,
     BodySizeLimit,
-    ServiceUnavailable,
     install_problem_handlers,
-    problem_for_exception,
 )
 from api.http.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from api.http.routers import ROUTERS, health, imports, queries
@@ -44,9 +38,6 @@ from api.http.security import (
 from infrastructure.bootstrap import Registry, bootstrap
 from infrastructure.settings import load_settings
 from projections.runtime import ProjectionRuntime
-from projections.stores import ReadModelsUnavailable
-
-logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1_000_000
 REDIS_TIMEOUT_SECONDS = 1.0
@@ -142,15 +133,6 @@ def create_app(
         app.include_router(router)
     app.include_router(queries.router)
 
-    async def store_unavailable(request: Request, exc: Exception) -> Response:
-        logger.warning("event store unavailable: %s", type(exc).__qualname__)
-        error = ServiceUnavailable(
-            "the service is temporarily unavailable", retry_after=STORE_RETRY_AFTER_SECONDS
-        )
-        return problem_for_exception(error, instance=request.url.path)
-
-    for exc_class in (*STORE_DOWN, ReadModelsUnavailable):
-        app.add_exception_handler(exc_class, store_unavailable)
     app.add_middleware(Metrics, registry=app.state.metrics)
     install_access_log(app, registry, watched=watched)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes, exempt=(imports.IMPORTS_PATH,))

@@ -26,18 +26,17 @@ from starlette.types import Receive, Scope, Send
 from api.http.dependencies import API_PREFIX, actor_of
 from api.http.metrics import MetricsRegistry
 from api.http.problems import (
-    STORE_DOWN,
-    STORE_RETRY_AFTER_SECONDS,
     ServiceUnavailable,
     problem_for_exception,
     problem_responses,
+    scope_header,
 )
 from api.http.routers.queries import POSITION_PATTERN, reach, read_models
 from api.http.security import (
     AuthenticationError,
-    AuthorizationError,
     Role,
     TokenVerifier,
+    ensure_role,
     verify_without_blocking,
 )
 from application.access_log import AccessEntry, AccessRecorder
@@ -130,15 +129,11 @@ class CheckpointDocument(BaseModel):
 
 async def _reader(scope: Scope, verifier: TokenVerifier) -> Actor:
     """The reader of the request's bearer token, if its role may look up statuses."""
-    scheme, _, token = _header(scope, b"authorization").partition(" ")
+    scheme, _, token = (scope_header(scope, b"authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise AuthenticationError("a bearer token is required", token_presented=False)
     principal = await verify_without_blocking(verifier, token)
-    if principal.role not in ROLES:
-        raise AuthorizationError(
-            f"the {principal.role.value} role may not do this",
-            allowed_roles=sorted(role.value for role in ROLES),
-        )
+    ensure_role(principal, ROLES)
     return actor_of(principal)
 
 
@@ -151,13 +146,6 @@ def route_of(path: str) -> str | None:
         rest = rest[len(_BY_TOKEN_SEGMENT) :]
         return BY_TOKEN if rest and "/" not in rest else None
     return BY_ID if rest and "/" not in rest else None
-
-
-def _header(scope: Scope, name: bytes) -> str:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return ""
 
 
 def _wait_for(scope: Scope) -> str | None:
@@ -173,15 +161,12 @@ def _wait_for(scope: Scope) -> str | None:
 
 
 def _as_problem(error: Exception) -> Exception:
-    """The error a client is told of: the stores being down or rebuilt are a 503."""
+    """The error a client is told of: read models being rebuilt say so in their 503 (a
+    store that is down is a 503 of `problem_for_exception`)."""
     if isinstance(error, ReadModelsUnavailable):
         return ServiceUnavailable(
             "checkpoint status is being rebuilt; try again shortly",
             retry_after=REBUILD_RETRY_AFTER_SECONDS,
-        )
-    if isinstance(error, STORE_DOWN):
-        return ServiceUnavailable(
-            "the service is temporarily unavailable", retry_after=STORE_RETRY_AFTER_SECONDS
         )
     return error
 

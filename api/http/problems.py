@@ -50,6 +50,7 @@ from domain.errors import (
     IdempotencyKeyReused,
     LotNotFound,
 )
+from projections.stores import ReadModelsUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,14 @@ STORE_DOWN: tuple[type[Exception], ...] = (
     psycopg.InterfaceError,
 )
 """Errors meaning the event store does not answer (connection refused, pool timeout)."""
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    *STORE_DOWN,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    ReadModelsUnavailable,
+)
+"""Errors answered 503 with ``Retry-After``: a store does not answer, or the read models
+are being rebuilt."""
 
 DOMAIN_ERROR_STATUS: Mapping[type[DomainError], int] = {
     CitizenNotFound: 404,
@@ -289,8 +298,8 @@ def problem_for_exception(
             instance=instance,
             extras={"errors": _validation_errors(exc.errors())},
         )
-    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
-        logger.warning("read model store unavailable: %s", type(exc).__qualname__)
+    if isinstance(exc, UNAVAILABLE):
+        logger.warning("store unavailable: %s", type(exc).__qualname__)
         return _http_exception_problem(
             ServiceUnavailable(
                 "the service is temporarily unavailable",
@@ -383,8 +392,7 @@ def install_problem_handlers(
         HTTPException,
         RequestValidationError,
         DomainError,
-        redis.exceptions.ConnectionError,
-        redis.exceptions.TimeoutError,
+        *UNAVAILABLE,
     )
     for exc_class in handled:
         app.add_exception_handler(exc_class, handle)
@@ -392,9 +400,10 @@ def install_problem_handlers(
     app.add_exception_handler(Exception, handle)
 
 
-def _content_length(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
+def scope_header(scope: Scope, name: bytes) -> str | None:
+    """The first value of the request header `name` (lower case), read off the scope."""
+    for key, value in scope["headers"]:
+        if key == name:
             return str(value.decode("latin-1"))
     return None
 
@@ -423,7 +432,7 @@ class BodySizeLimit:
         if scope["type"] != "http" or self.is_exempt(scope["path"]):
             await self.app(scope, receive, send)
             return
-        declared = _content_length(scope)
+        declared = scope_header(scope, b"content-length")
         if declared is not None and declared.isdigit():
             if int(declared) > self.max_bytes:
                 await self._refuse(scope, receive, send)
