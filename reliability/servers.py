@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from abc import ABC, abstractmethod
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self
@@ -153,7 +154,43 @@ def _tail(path: Path, lines: int = 20) -> str:
         return "(no log)"
 
 
-class ThrowawayRedis:
+class _ThrowawayServer(ABC):
+    """A server of one's own in `directory`: started on entering a ``with`` block, killed
+    and its files removed on leaving it (or when it fails to start)."""
+
+    directory: Path
+
+    @abstractmethod
+    def start(self) -> None: ...
+
+    @abstractmethod
+    def kill(self) -> None: ...
+
+    def close(self) -> None:
+        """Kill the server and remove its directory."""
+        try:
+            self.kill()
+        finally:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class ThrowawayRedis(_ThrowawayServer):
     """A private ``redis-server`` on a free port with its own directory.
 
     Without ``aof`` nothing is persisted, so a restart starts empty. With ``aof`` the
@@ -270,29 +307,8 @@ class ThrowawayRedis:
         self.stop()
         self.start()
 
-    def close(self) -> None:
-        """Kill the server and remove its directory."""
-        self.kill()
-        shutil.rmtree(self.directory, ignore_errors=True)
 
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class ThrowawayPostgres:
+class ThrowawayPostgres(_ThrowawayServer):
     """A private PostgreSQL cluster (``initdb`` + ``pg_ctl``) on a free port.
 
     Trust authentication for user ``postgres``, sockets in the cluster's own directory,
@@ -419,26 +435,3 @@ class ThrowawayPostgres:
     def create_database(self, name: str | None = None) -> str:
         """Create a fresh database on this cluster and return its URL."""
         return create_database(self.url, name)
-
-    def close(self) -> None:
-        """Stop the cluster and remove its files."""
-        try:
-            self.kill()
-        finally:
-            shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
