@@ -484,6 +484,42 @@ class DecodedBatch:
         return event
 
 
+def _unapplied_events(
+    projection: Projection, context: str, batch: DecodedBatch, parts: Sequence[PartitionState]
+) -> list[tuple[DomainEvent, int]]:
+    """The batch's events of the projection's topics, each with its partition, but for
+    those at or below that partition's stored position."""
+    topics, partitioned = frozenset(projection.topics), len(parts) > 1
+    todo: list[tuple[DomainEvent, int]] = []
+    for index, notification in enumerate(batch.notifications):
+        if topics and notification.topic not in topics:
+            continue
+        event = batch.event(index)
+        part = projection.partition_of(event) if partitioned else 0
+        if notification.id > parts[part].positions.get(context, 0):
+            todo.append((event, part))
+    return todo
+
+
+def _handle_events(
+    projection: Projection,
+    context: str,
+    todo: Sequence[tuple[DomainEvent, int]],
+    views: Mapping[int, ViewBatch] | Sequence[ViewBatch],
+    prefetch: bool,
+) -> None:
+    """Handle `todo` into the views of their partitions; with `prefetch`, the reads
+    :meth:`Projection.prefetch` announces are fetched first, one round trip per view."""
+    if prefetch and type(projection).prefetch is not Projection.prefetch:
+        reads: dict[int, list[Read]] = {}
+        for event, part in todo:
+            reads.setdefault(part, []).extend(projection.prefetch(event, context))
+        for part, wanted in reads.items():
+            views[part].preload(wanted)
+    for event, part in todo:
+        projection.handle(event, context, views[part])
+
+
 def apply_batch(
     store: ReadModelStore,
     projection: Projection,
@@ -506,27 +542,12 @@ def apply_batch(
     last = notifications[-1].id
     if all(p.positions.get(context, 0) >= last for p in parts):
         return Outcome.NOTHING_NEW
-    name, gen, topics = projection.name, state.info.gen, frozenset(projection.topics)
-    partitioned = len(parts) > 1
-    todo: list[tuple[DomainEvent, int]] = []
-    for index, notification in enumerate(notifications):
-        if topics and notification.topic not in topics:
-            continue
-        event = batch.event(index)
-        part = projection.partition_of(event) if partitioned else 0
-        if notification.id > parts[part].positions.get(context, 0):
-            todo.append((event, part))
+    name, gen = projection.name, state.info.gen
+    todo = _unapplied_events(projection, context, batch, parts)
     views: dict[int, ViewBatch] = {}
     for part in sorted({part for _, part in todo}):
         views[part] = ViewBatch(store, name, gen, part)
-    if type(projection).prefetch is not Projection.prefetch:
-        reads: dict[int, list[Read]] = {part: [] for part in views}
-        for event, part in todo:
-            reads[part].extend(projection.prefetch(event, context))
-        for part, view in views.items():
-            view.preload(reads[part])
-    for event, part in todo:
-        projection.handle(event, context, views[part])
+    _handle_events(projection, context, todo, views, prefetch=True)
     if type(projection).finish is not Projection.finish:
         for view in views.values():
             projection.finish(view)
@@ -599,33 +620,6 @@ class _Meter:
         rate = done / max(time.monotonic() - self._started, 1e-9)
         eta = (total - done) / rate if rate else 0.0
         self._progress(RebuildProgress(what, done, total, rate, eta))
-
-
-def _replay(
-    projection: Projection,
-    context: str,
-    batch: DecodedBatch,
-    views: Sequence[ViewBatch],
-    prefetch: bool,
-) -> builtins.set[int]:
-    """Handle every event of a page into its partition's view, with `prefetch` the reads
-    :meth:`Projection.prefetch` announces fetched first; the partitions touched."""
-    topics, partitioned = frozenset(projection.topics), len(views) > 1
-    todo: list[tuple[DomainEvent, int]] = []
-    for index, notification in enumerate(batch.notifications):
-        if topics and notification.topic not in topics:
-            continue
-        event = batch.event(index)
-        todo.append((event, projection.partition_of(event) if partitioned else 0))
-    if prefetch and type(projection).prefetch is not Projection.prefetch:
-        reads: dict[int, list[Read]] = {}
-        for event, part in todo:
-            reads.setdefault(part, []).extend(projection.prefetch(event, context))
-        for part, wanted in reads.items():
-            views[part].preload(wanted)
-    for event, part in todo:
-        projection.handle(event, context, views[part])
-    return {part for _, part in todo}
 
 
 REBUILD_COMMIT_OPS = 20_000
@@ -739,7 +733,9 @@ def rebuild(
                         # The database reads the next page while this one is replayed.
                         following = pool.submit(page, notifications[-1].id)
                         batch = DecodedBatch(app.mapper, notifications)
-                        touched |= _replay(projection, context, batch, views, spilled)
+                        todo = _unapplied_events(projection, context, batch, state.parts)
+                        _handle_events(projection, context, todo, views, prefetch=spilled)
+                        touched.update(part for _, part in todo)
                         after = reached[context] = notifications[-1].id
                         meter.replayed += len(notifications)
                         held = sum(projection.held(view) for view in views)
