@@ -37,7 +37,6 @@ from eventsourcing.domain import DomainEvent
 
 from api.http.security import Role, TokenIssuer
 from application.commands import Request
-from application.population import CitizenDetails
 from bench.servers import Server, start_server
 from domain.base import Actor
 from infrastructure.bootstrap import Registry, bootstrap, migrate
@@ -173,14 +172,7 @@ def seed(stack: Stack, citizens: int, seed_value: int = 7) -> list[RegisterEntry
                 entry = parse_row(row, line)
             except RowRejected:
                 continue
-            details = CitizenDetails(
-                entry.id_number,
-                entry.full_name,
-                entry.date_of_birth,
-                entry.sex,
-                entry.residence,
-                entry.phone,
-            )
+            details = entry.details()
             registry.population.register_citizen(SEEDER, details)
             entries.append(entry)
         registry.immunization.register_lot(

@@ -11,7 +11,6 @@ import uvicorn
 from api.http.access import log_config
 from api.http.security import Role, TokenIssuer
 from application.commands import Request
-from application.population import CitizenDetails
 from domain.base import Actor
 from domain.errors import DomainError
 from infrastructure.bootstrap import bootstrap
@@ -93,14 +92,7 @@ def load_demo(settings: Settings, count: int = DEMO_CITIZENS) -> int:
                 entry = parse_row(row, line)
             except RowRejected:
                 continue
-            details = CitizenDetails(
-                entry.id_number,
-                entry.full_name,
-                entry.date_of_birth,
-                entry.sex,
-                entry.residence,
-                entry.phone,
-            )
+            details = entry.details()
             request = Request(DEMO_LOADER, f"demo-citizen-{entry.id_number}")
             try:
                 registry.population.register_citizen(request, details)

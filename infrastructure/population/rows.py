@@ -46,6 +46,7 @@ from itertools import islice
 from json.encoder import encode_basestring as _json_string
 from typing import BinaryIO, Final, Literal, TextIO
 
+from application.population import CitizenDetails
 from domain.areas import PROVINCES, AreaCode
 from domain.errors import InvalidIdNumber
 from domain.identity import NationalId, Sex
@@ -119,6 +120,17 @@ class RegisterEntry:
     residence: AreaCode
     phone: str | None = None
     deceased_on: date | None = None
+
+    def details(self) -> CitizenDetails:
+        """What registering this citizen takes (a death is recorded apart)."""
+        return CitizenDetails(
+            self.id_number,
+            self.full_name,
+            self.date_of_birth,
+            self.sex,
+            self.residence,
+            self.phone,
+        )
 
     def as_row(self) -> dict[str, str]:
         """The row in extract form; absent optional fields are left out."""
