@@ -11,7 +11,9 @@ stored position.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import enum
+import gc
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -670,6 +672,24 @@ def _write_out(
     meter.written += held
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off (process-wide) while the block runs.
+
+    A rebuild holds up to its projection's hold limit of entities, each made of several
+    containers, and creates almost no cyclic garbage: left on, the collector would
+    traverse what is held again and again as it grows (about a third of a rebuild's
+    time). Memory freed by reference counting is freed as before.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def rebuild(
     store: ReadModelStore,
     projection: Projection,
@@ -713,7 +733,10 @@ def rebuild(
     reached = dict.fromkeys(projection.contexts, 0)
     meter = _Meter(progress, sum(heads.values()))
     try:
-        with ThreadPoolExecutor(1, thread_name_prefix=f"rebuild-{name}") as pool:
+        with (
+            _collector_paused(),
+            ThreadPoolExecutor(1, thread_name_prefix=f"rebuild-{name}") as pool,
+        ):
             for context in projection.contexts:
                 app = apps[context]
                 after, target = 0, heads[context]
@@ -746,8 +769,8 @@ def rebuild(
                             touched, spilled = set(), True
                         notifications = following.result()
                     target = app.recorder.max_notification_id() or 0
-        final = {c: n for c, n in reached.items() if n}
-        _write_out(store, projection, state, views, touched, final, meter)
+            final = {c: n for c, n in reached.items() if n}
+            _write_out(store, projection, state, views, touched, final, meter)
         switched = store.switch(name, old.gen if old else None, info)
         if not switched:
             msg = f"{name} was switched to another generation during the rebuild"
