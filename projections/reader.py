@@ -19,8 +19,6 @@ from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 from uuid import UUID
 
-import redis.asyncio
-
 from domain.checkpoint_policy import DEFAULT_POLICY, Policy
 from domain.clock import local_day
 from domain.vaccines import CATALOGUE
@@ -41,6 +39,7 @@ from projections.models.projection import (
     unpack,
 )
 from projections.models.state import day_start_us, from_us, us
+from projections.pipelined import PipelinedRedis
 from projections.stores import AsyncRedisReader, ReadModelStore, RedisStore, ViewReader
 from projections.worker import ProjectionWorker
 
@@ -222,7 +221,7 @@ class ReadModels(_Base):
         projections: Sequence[Projection],
         worker: ProjectionWorker | None = None,
         *,
-        async_client: redis.asyncio.Redis | None = None,
+        async_client: PipelinedRedis | None = None,
         run_worker: bool = False,
         policy: Policy = DEFAULT_POLICY,
     ) -> None:
@@ -251,6 +250,11 @@ class ReadModels(_Base):
         if self._started and self.worker is not None:
             self.worker.stop()
             self._started = False
+
+    async def aclose(self) -> None:
+        """Close the Redis connection of the running event loop, if there is one."""
+        if self._client is not None:
+            await self._client.aclose()
 
     def _catch_up(self) -> None:
         with self._inline:

@@ -24,12 +24,12 @@ from typing import Any
 from uuid import UUID
 
 import redis
-import redis.asyncio
 
 from domain.checkpoint_policy import DEFAULT_POLICY, Policy
 from infrastructure.bootstrap import Registry
 from projections.engine import Lag, Projection, RebuildProgress
 from projections.models.projection import CitizenProjection, Owners
+from projections.pipelined import PipelinedRedis
 from projections.reader import ReadModels, SyncReadModels
 from projections.stores import MemoryStore, ReadModelStore, RedisStore
 from projections.worker import ProjectionWorker
@@ -60,7 +60,7 @@ class ProjectionRuntime:
         registry: Registry,
         store: ReadModelStore,
         *,
-        async_client: redis.asyncio.Redis | None = None,
+        async_client: PipelinedRedis | None = None,
         embedded: bool = False,
         policy: Policy = DEFAULT_POLICY,
         **worker_options: Any,
@@ -74,7 +74,7 @@ class ProjectionRuntime:
         if async_client is None and isinstance(store, RedisStore):
             kwargs = store.client.connection_pool.connection_kwargs
             wanted = ("host", "port", "db", "username", "password")
-            async_client = redis.asyncio.Redis(**{k: kwargs[k] for k in wanted if k in kwargs})
+            async_client = PipelinedRedis(**{k: kwargs[k] for k in wanted if k in kwargs})
         self.read_models = ReadModels(
             store,
             self.projections,
@@ -94,7 +94,7 @@ class ProjectionRuntime:
         if url is None:
             return cls(registry, MemoryStore(namespace), embedded=True, **options)
         store = RedisStore(redis.Redis.from_url(url), namespace)
-        return cls(registry, store, async_client=redis.asyncio.Redis.from_url(url), **options)
+        return cls(registry, store, async_client=PipelinedRedis.from_url(url), **options)
 
     def catch_up(self) -> int:
         return self.worker.catch_up()

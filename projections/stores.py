@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, cast
 import redis
 
 if TYPE_CHECKING:
-    import redis.asyncio
+    from projections.pipelined import PipelinedRedis
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _NAMESPACE = re.compile(r"^[A-Za-z0-9_.:-]+$")
@@ -924,11 +924,12 @@ class RedisReader(_ReaderBase):
 
 
 class AsyncRedisReader(_ReaderBase):
-    """The same reader on ``redis.asyncio`` for the HTTP API."""
+    """The same reader for the HTTP API, on a `PipelinedRedis` (one connection per event
+    loop that concurrent requests share)."""
 
     def __init__(
         self,
-        client: redis.asyncio.Redis,
+        client: PipelinedRedis,
         namespace: str = "vaxreg",
         ttl: float = 1.0,
         versions: Mapping[str, int] | None = None,
@@ -937,7 +938,9 @@ class AsyncRedisReader(_ReaderBase):
         self.client = client
 
     async def generation(self, projection: str) -> int | None:
-        raw = await self.client.hmget(self.layout.meta(projection), _META_FIELDS)
+        raw = await self.client.execute_command(
+            "HMGET", self.layout.meta(projection), *_META_FIELDS
+        )
         return self._remember(projection, cast("list[bytes | None]", raw))
 
     async def physical_key(
@@ -953,23 +956,23 @@ class AsyncRedisReader(_ReaderBase):
         fresh = self._fresh(projection)
         if fresh is not None and fresh[0] is not None:
             key = self._key(projection, fresh[0], logical_key, partition)
-            found = await self.client.execute_command(cmd[0], key, *cmd[1])  # type: ignore[no-untyped-call]
+            found = await self.client.execute_command(cmd[0], key, *cmd[1])
             if found:
                 return found
         gen = self._cached(projection)
-        pipe = self.client.pipeline(transaction=False)
-        pipe.hmget(self.layout.meta(projection), _META_FIELDS)
-        pipe.execute_command(cmd[0], self._key(projection, gen, logical_key, partition), *cmd[1])
-        raw_meta, value = await pipe.execute()
+        raw_meta, value = await self.client.execute_many(
+            [
+                ("HMGET", self.layout.meta(projection), *_META_FIELDS),
+                (cmd[0], self._key(projection, gen, logical_key, partition), *cmd[1]),
+            ]
+        )
         current = self._remember(projection, raw_meta)
         if current is None:
             raise ReadModelsUnavailable(projection)
         if current == gen:
             return value
         key = self._key(projection, current, logical_key, partition)
-        return await self.client.execute_command(  # type: ignore[no-untyped-call]
-            cmd[0], key, *cmd[1]
-        )
+        return await self.client.execute_command(cmd[0], key, *cmd[1])
 
     async def get(self, projection: str, logical_key: str, partition: int = 0) -> bytes | None:
         value = await self._read(projection, logical_key, partition, ("GET", ()))

@@ -98,6 +98,7 @@ def create_app(
         yield
         if read_models is not None:
             read_models.close()
+            await read_models.aclose()
         if close_on_shutdown:
             registry.close()
             if redis_client is not None:

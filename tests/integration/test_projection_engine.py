@@ -21,7 +21,6 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 import redis
-import redis.asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -42,6 +41,7 @@ from projections.engine import (
     rebuild,
     wait_for,
 )
+from projections.pipelined import PipelinedRedis
 from projections.stores import (
     ALREADY_APPLIED,
     AsyncRedisReader,
@@ -375,7 +375,7 @@ def test_async_reader_follows_generation_switch(
     key = f"total:{counters[0].id}"
 
     async def read() -> tuple[bytes | None, str | None]:
-        client = redis.asyncio.Redis.from_url(redis_url)
+        client = PipelinedRedis.from_url(redis_url)
         try:
             reader = AsyncRedisReader(client, store.layout.namespace)
             value = await reader.get("counter", key)
@@ -415,7 +415,7 @@ def test_readers_take_a_generation_of_another_version_for_one_being_rebuilt(
     newer = {"counter": projection.version + 1}
 
     async def read(versions: dict[str, int]) -> bytes | None:
-        client = redis.asyncio.Redis.from_url(redis_url)
+        client = PipelinedRedis.from_url(redis_url)
         try:
             reader = AsyncRedisReader(client, store.layout.namespace, ttl=0.0, versions=versions)
             return await reader.get("counter", key)
