@@ -2,8 +2,9 @@
 
 `/ping` answers a fixed body without touching Redis (the bare endpoint, for measuring a
 load generator's own ceiling; it accepts any method and drains a request body). Every
-other path does one `redis.asyncio` GET of `VAXREG_BENCH_CEILING_KEY` and returns the
-bytes, which is the least a checkpoint lookup served from Redis can cost.
+other path does one Redis GET of `VAXREG_BENCH_CEILING_KEY` and returns the bytes, which
+is the least a checkpoint lookup served from Redis can cost: with `redis.asyncio`, or
+with the API's own `PipelinedRedis` when ``VAXREG_BENCH_CEILING_CLIENT=pipelined``.
 
 Run with `uvicorn bench.asgi_ceiling:app`; `VAXREG_BENCH_CEILING_REDIS_URL` names the server.
 """
@@ -16,6 +17,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from projections.pipelined import PipelinedRedis
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -24,7 +27,7 @@ Send = Callable[[Message], Awaitable[None]]
 PING_BODY = b'{"ok":true}'
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
-_client: aioredis.Redis | None = None
+_client: aioredis.Redis | PipelinedRedis | None = None
 _key = ""
 
 
@@ -44,9 +47,9 @@ async def _lifespan(receive: Receive, send: Send) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
-            _client = aioredis.Redis.from_url(
-                os.environ.get("VAXREG_BENCH_CEILING_REDIS_URL", "redis://127.0.0.1:6379/0")
-            )
+            url = os.environ.get("VAXREG_BENCH_CEILING_REDIS_URL", "redis://127.0.0.1:6379/0")
+            pipelined = os.environ.get("VAXREG_BENCH_CEILING_CLIENT") == "pipelined"
+            _client = PipelinedRedis.from_url(url) if pipelined else aioredis.Redis.from_url(url)
             _key = os.environ["VAXREG_BENCH_CEILING_KEY"]
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
@@ -70,7 +73,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         return
     if _client is None:
         raise RuntimeError("the ceiling app needs lifespan startup")
-    value = await _client.get(_key)
+    value = await _client.execute_command("GET", _key)
     if value is None:
         await _respond(send, 404, b'{"error":"not found"}')
     else:

@@ -8,6 +8,7 @@ a bare ASGI endpoint under wrk). Each function returns a `Result` named
 from __future__ import annotations
 
 import json
+import random
 import time
 import uuid
 from collections.abc import Iterator
@@ -106,34 +107,64 @@ def _throughput(load: LoadResult) -> float:
     return load.throughput
 
 
-@ceiling("asgi_redis_get")
-def asgi_redis_get(ctx: BenchContext) -> Result:
-    """Raw ASGI doing one redis.asyncio GET per request, 2 uvicorn workers, wrk -c64."""
-    key = ctx.redis_key("ceiling:checkpoint")
+LOOKUP_PATHS = 20_000
+BEARER_LIKE = "Bearer " + "t" * 320
+"""An Authorization header of the size of a checkpoint officer's token."""
+
+
+def lookup_requests() -> dict[str, Any]:
+    """The request shape of the checkpoint scenario for the ceiling: random
+    ``/v1/checkpoint/{12 digits}`` paths and a bearer token's worth of header, so the
+    load generator does the same work against the ceiling as against the API."""
+    rng = random.Random(7)
+    paths = [f"/v1/checkpoint/{rng.randrange(10**12):012d}" for _ in range(LOOKUP_PATHS)]
+    return {"paths": paths, "headers": {"Authorization": BEARER_LIKE}}
+
+
+def _asgi_get(ctx: BenchContext, name: str, client: str) -> Result:
+    key = ctx.redis_key(f"ceiling:{name}")
     ctx.redis().set(key, CHECKPOINT_DOCUMENT)
-    env = {"VAXREG_BENCH_CEILING_REDIS_URL": ctx.redis_url, "VAXREG_BENCH_CEILING_KEY": key}
+    env = {
+        "VAXREG_BENCH_CEILING_REDIS_URL": ctx.redis_url,
+        "VAXREG_BENCH_CEILING_KEY": key,
+        "VAXREG_BENCH_CEILING_CLIENT": client,
+    }
+    requests = lookup_requests()
     with ctx.server(CEILING_APP, workers=2, env=env, ready_path="/ping") as server:
-        url = f"{server.url}/v1/checkpoint/ceiling"
-        _http_load(url, ctx, duration_s=1)
+        _http_load(server.url, ctx, duration_s=1, **requests)
         load, runs = ctx.median_of(
-            lambda: _http_load(url, ctx, duration_s=ctx.seconds(5, 2)), _throughput
+            lambda: _http_load(server.url, ctx, duration_s=ctx.seconds(5, 2), **requests),
+            _throughput,
         )
     if load.errors:
         raise RuntimeError(f"the ceiling app answered {load.errors} errors: {load.summary()}")
     return Result(
-        "ceiling.asgi_redis_get",
+        f"ceiling.{name}",
         load.throughput,
         "req/s",
         p50_ms=load.p50_ms,
         p95_ms=load.p95_ms,
         p99_ms=load.p99_ms,
         details={
+            "client": client,
             "value_bytes": len(CHECKPOINT_DOCUMENT),
             "workers": 2,
             "runs": [round(r, 1) for r in runs],
             "load": load.summary(),
         },
     )
+
+
+@ceiling("asgi_redis_get")
+def asgi_redis_get(ctx: BenchContext) -> Result:
+    """Raw ASGI doing one redis.asyncio GET per request, 2 uvicorn workers, wrk -c64."""
+    return _asgi_get(ctx, "asgi_redis_get", "redis.asyncio")
+
+
+@ceiling("asgi_pipelined_get")
+def asgi_pipelined_get(ctx: BenchContext) -> Result:
+    """The same with the API's pipelined Redis reads instead of redis.asyncio."""
+    return _asgi_get(ctx, "asgi_pipelined_get", "pipelined")
 
 
 @ceiling("python_loadgen")

@@ -52,7 +52,7 @@ Rules:
   are recorded too, once each.
 - Curves go in `details` under `series`, `timeline` or `scaling` (see `bench.results`);
   `vaxreg bench report` plots them.
-- Ceilings (see `bench.ceilings`): `asgi_redis_get`, `python_loadgen`,
+- Ceilings (see `bench.ceilings`): `asgi_redis_get`, `asgi_pipelined_get`, `python_loadgen`,
   `library_save_rate`, `copy_rate`, `decode_rate`.
 """
 

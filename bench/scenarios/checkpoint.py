@@ -42,6 +42,7 @@ def fetch(url: str, token: str) -> tuple[int, bytes]:
 @scenario("checkpoint", "GET /v1/checkpoint/{id} of random citizens beside ASGI + Redis GET")
 def checkpoint(ctx: BenchContext) -> Result:
     ceiling = ctx.ceiling("asgi_redis_get")
+    pipelined = ctx.ceiling("asgi_pipelined_get")
     population = ctx.size(100_000, 5_000)
     duration = ctx.seconds(10, 3)
     with fx.stack(ctx, pool_size=2) as stack:
@@ -87,6 +88,9 @@ def checkpoint(ctx: BenchContext) -> Result:
         details={
             "p99_factor": p99_factor,
             "ceiling_p99_ms": ceiling.p99_ms,
+            "pipelined_ceiling": pipelined.value,
+            "pipelined_ratio": load.throughput / pipelined.value if pipelined.value else None,
+            "pipelined_ceiling_p99_ms": pipelined.p99_ms,
             "errors": load.errors,
             "population": population,
             "document_bytes": len(document),
