@@ -181,7 +181,7 @@ class PipelinedRedis:
         self.tls = tls
         self.unix_socket = unix_socket
         self._connections: dict[asyncio.AbstractEventLoop, _Connection] = {}
-        self._connecting: dict[asyncio.AbstractEventLoop, asyncio.Future[_Connection]] = {}
+        self._connecting: dict[asyncio.AbstractEventLoop, asyncio.Task[_Connection]] = {}
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> PipelinedRedis:
@@ -239,17 +239,18 @@ class PipelinedRedis:
             return connection
         pending = self._connecting.get(loop)
         if pending is None:
-            pending = loop.create_future()
+            pending = loop.create_task(self._connect(loop))
             self._connecting[loop] = pending
-            try:
-                pending.set_result(await self._connect(loop))
-            except Exception as error:
-                pending.set_exception(error)
-            finally:
-                del self._connecting[loop]
+            pending.add_done_callback(self._connected)
         connection = await asyncio.shield(pending)
         self._connections[loop] = connection
         return connection
+
+    def _connected(self, attempt: asyncio.Task[_Connection]) -> None:
+        """Forget a finished attempt; its error reaches every caller that still waits."""
+        self._connecting.pop(attempt.get_loop(), None)
+        if not attempt.cancelled():
+            attempt.exception()
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Connection:
         try:

@@ -167,3 +167,21 @@ def test_password_and_database_are_set_on_connect(redis_url: str, redis_prefix: 
     finally:
         other_db.delete(key)
         other_db.close()
+
+
+def test_a_caller_cancelled_while_connecting_leaves_the_others_an_answer(
+    silent_server: tuple[str, int],
+) -> None:
+    host, port = silent_server
+
+    async def scenario() -> None:
+        client = PipelinedRedis(host, port, password="secret", timeout=0.3)
+        first = asyncio.ensure_future(client.execute_command("PING"))
+        second = asyncio.ensure_future(client.execute_command("PING"))
+        await asyncio.sleep(0.05)
+        first.cancel()
+        with pytest.raises(RedisTimeoutError):
+            await asyncio.wait_for(second, timeout=2.0)
+        assert first.cancelled()
+
+    asyncio.run(scenario())
