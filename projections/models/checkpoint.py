@@ -35,6 +35,7 @@ from projections.models.state import CitizenState, day_start_us, from_us
 TIMELINE_END = b"\x1c"
 _FRAGMENTS = b"\x1d"
 _FRAGMENT = b"\x1e"
+_FRAGMENT_TEXT = _FRAGMENT.decode()
 HOUR_US = 3_600_000_000
 OLDEST_TEST_US = OLDEST_TEST // timedelta(microseconds=1)
 
@@ -94,6 +95,9 @@ def risk_moments(risk: RiskBook, area: str) -> list[int]:
     return [effective for a in areas for effective, _ in risk.get(a, ())]
 
 
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def _json(value: object) -> str:
     if value is None:
         return "null"
@@ -107,7 +111,7 @@ def _json(value: object) -> str:
         return f'"{value}"'
     if isinstance(value, list):
         return "[" + ",".join([_json(item) for item in value]) + "]"
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _COMPACT_JSON(value)
 
 
 def _day(value: date | None) -> str | None:
@@ -135,6 +139,52 @@ def _status_moments(state: CitizenState, catalogue: Catalogue) -> list[int]:
     return moments
 
 
+_FactsKey = tuple[bool, bool, bool, bool, bool, int | None, bool, bool]
+"""The fields of :class:`Facts`, in order."""
+_DECISIONS: dict[int, tuple[Policy, dict[_FactsKey, tuple[str, str]]]] = {}
+"""Per policy (by identity): the verdict and reasons fragments of the facts seen so far;
+at most 2^7 x 5 facts each."""
+_VACCINATION: dict[tuple[str, int, date | None, date | None], tuple[str, ...]] = {}
+"""The vaccination fragments of the statuses seen so far: many citizens share one."""
+_CACHE_LIMIT = 100_000
+_UNVACCINATED = (
+    '"vaccination":{"status":"unvaccinated"',
+    '"doses":0',
+    '"protected_from":null',
+    '"recovered_until":null}',
+)
+
+
+def _decided(policy: Policy, facts: _FactsKey) -> tuple[str, str]:
+    """The verdict and reasons fragments of `decide`."""
+    known = _DECISIONS.get(id(policy))
+    if known is None or known[0] is not policy:
+        known = _DECISIONS[id(policy)] = (policy, {})
+    fragments = known[1].get(facts)
+    if fragments is None:
+        verdict, reasons = decide(policy, Facts(*facts))
+        fragments = f'"verdict":"{verdict.value}"', f'"reasons":{_json(list(reasons))}'
+        known[1][facts] = fragments
+    return fragments
+
+
+def _vaccination(status: VaccinationStatus | None) -> tuple[str, ...]:
+    if status is None:
+        return _UNVACCINATED
+    key = (status.status.value, status.doses, status.protected_from, status.recovered_until)
+    fragments = _VACCINATION.get(key)
+    if fragments is None:
+        if len(_VACCINATION) >= _CACHE_LIMIT:
+            _VACCINATION.clear()
+        fragments = _VACCINATION[key] = (
+            f'"vaccination":{{"status":"{key[0]}"',
+            f'"doses":{key[1]}',
+            f'"protected_from":{_json(_day(key[2]))}',
+            f'"recovered_until":{_json(_day(key[3]))}}}',
+        )
+    return fragments
+
+
 def _document(
     state: CitizenState,
     at: int,
@@ -143,8 +193,11 @@ def _document(
     policy: Policy,
 ) -> list[str]:
     """The fragments of the document in force at `at`."""
-    birth_year = int(state.date_of_birth[:4]) if state.date_of_birth else None
-    fragments = [f'"name":{_json(state.masked_name)}', f'"birth_year":{_json(birth_year)}']
+    dob = state.date_of_birth
+    fragments = [
+        f'"name":{_json(state.masked_name)}',
+        f'"birth_year":{int(dob[:4])}' if dob else '"birth_year":null',
+    ]
     d = state.declaration
     valid = d is not None and d.declared_at <= at < d.valid_until
     level = None
@@ -163,34 +216,31 @@ def _document(
         ]
     else:
         fragments.append('"declaration":null')
-    fragments += [
-        f'"vaccination":{{"status":"{status.status.value if status else "unvaccinated"}"',
-        f'"doses":{status.doses if status else 0}',
-        f'"protected_from":{_json(_day(status.protected_from) if status else None)}',
-        f'"recovered_until":{_json(_day(status.recovered_until) if status else None)}}}',
-    ]
+    fragments += _vaccination(status)
     t = state.test
-    test = {"kind": t.kind, "outcome": t.outcome, "sampled_at": _iso(t.sampled_at)} if t else None
-    fragments.append(f'"test":{_json(test)}')
+    if t is None:
+        fragments.append('"test":null')
+    else:
+        test = {"kind": t.kind, "outcome": t.outcome, "sampled_at": _iso(t.sampled_at)}
+        fragments.append(f'"test":{_COMPACT_JSON(test)}')
     recent_negative = (
         t is not None
         and t.outcome == "negative"
         and t.sampled_at <= at < t.sampled_at + int(policy.negative_test_hours * HOUR_US)
     )
-    facts = Facts(
-        has_declaration=valid,
-        symptoms=bool(d and d.symptoms),
-        contact_with_confirmed_case=bool(d and d.contact),
-        stayed_in_high_risk_area=bool(d and d.stayed),
-        positive_test=bool(
+    facts: _FactsKey = (
+        valid,
+        bool(d and d.symptoms),
+        bool(d and d.contact),
+        bool(d and d.stayed),
+        bool(
             d and t and t.outcome == "positive" and t.sampled_at >= d.declared_at - OLDEST_TEST_US
         ),
-        origin_level=level,
-        protected=status is not None and status.protected_on(local_day(from_us(at))),
-        recent_negative_test=recent_negative,
+        level,
+        status is not None and status.protected_on(local_day(from_us(at))),
+        recent_negative,
     )
-    verdict, reasons = decide(policy, facts)
-    fragments += [f'"verdict":"{verdict.value}"', f'"reasons":{_json(list(reasons))}']
+    fragments += _decided(policy, facts)
     return fragments
 
 
@@ -224,7 +274,7 @@ def encode(periods: Iterable[tuple[int, list[str]]]) -> bytes:
             for f in fragments
         ]
         header.append(f"{start}:".encode() + bytes([SYMBOLS[n] for n in numbers]))
-    body = _FRAGMENT.decode().join(own).encode()
+    body = _FRAGMENT_TEXT.join(own).encode()
     return b";".join(header) + _FRAGMENTS + body
 
 

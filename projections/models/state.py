@@ -29,6 +29,7 @@ from domain.vaccination import VaccinationRecord
 from domain.vaccines import Catalogue
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 _MICROSECOND = timedelta(microseconds=1)
@@ -223,7 +224,7 @@ class CitizenState:
             int(self.record_moved),
             self.masked_name if self.gone else None,
         ]
-        return json.dumps(trimmed(out), separators=(",", ":"), ensure_ascii=False).encode()
+        return _COMPACT_JSON(trimmed(out)).encode()
 
     @classmethod
     def decode(cls, raw: bytes | None, masked_name: str | None = None) -> CitizenState:
