@@ -6,12 +6,11 @@ annotations`` here: FastAPI must see the closure's dependency in `caller` itself
 name it would look up among the module's globals.
 """
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Request, Response
-from pydantic import BaseModel
 
 from api.http.command_threads import CommandThreads
 from api.http.schemas.commands import Accepted
@@ -34,7 +33,6 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 JSON_MEDIA_TYPE = "application/json"
 _REPLAYED = {REPLAYED_HEADER: "true"}
 
-R = TypeVar("R", bound=BaseModel)
 T = TypeVar("T")
 
 COMMAND_THREADS = 32
@@ -123,19 +121,14 @@ def caller(*roles: Role) -> Callable[..., Awaitable[Caller]]:
     return dependency
 
 
-def accepted(outcome: Outcome, response: Response, result: R) -> Accepted[R]:
-    """The 201 body of a command; a replayed retry is marked with a header."""
-    if outcome.replayed:
-        response.headers[REPLAYED_HEADER] = "true"
-    return Accepted(position=outcome.position, result=result)
-
-
-def accepted_response(outcome: Outcome, body: type[Accepted[Any]]) -> Response:
-    """`accepted` as a ready 201 response of `body` (the route's ``Accepted[...]``
-    ``response_model``): validated and encoded once, where a returned model would be
-    validated again and then serialised by FastAPI."""
+def accepted(
+    outcome: Outcome, body: type[Accepted[Any]], result: Mapping[str, Any] | None = None
+) -> Response:
+    """A command's 201 response: `body` (the route's ``response_model``) of the outcome's
+    position and `result` (by default the outcome's own), validated and encoded once; a
+    replayed retry is marked with a header."""
     content = body.model_validate(
-        {"position": outcome.position, "result": outcome.result}
+        {"position": outcome.position, "result": outcome.result if result is None else result}
     ).model_dump_json(by_alias=True)
     headers = _REPLAYED if outcome.replayed else None
     return Response(content, status_code=201, headers=headers, media_type=JSON_MEDIA_TYPE)

@@ -20,13 +20,13 @@ router = APIRouter(prefix=f"{API_PREFIX}/checks", tags=["mobility"])
     status_code=201,
     responses=problem_responses(401, 403, 404, 409, 422, 503),
     summary="Record a checkpoint decision (at the officer's checkpoint)",
+    response_model=Accepted[CheckRecorded],
 )
 def record_check(
     body: CheckIn,
     officer: Annotated[Caller, Depends(caller(Role.CHECKPOINT_OFFICER))],
     registry: RegistryDep,
-    response: Response,
-) -> Accepted[CheckRecorded]:
+) -> Response:
     """The traveller must be in the population register; a check of an unknown ID is a 404."""
     person = parse_person_id(body.id_number)
     registry.population.current_record(person)
@@ -37,4 +37,4 @@ def record_check(
         tuple(body.reasons),
         body.declaration_id,
     )
-    return accepted(outcome, response, CheckRecorded.model_validate(outcome.result))
+    return accepted(outcome, Accepted[CheckRecorded])

@@ -35,14 +35,18 @@ IdNumberPath = Annotated[
 ERRORS = problem_responses(401, 403, 404, 409, 422, 503)
 
 
-def _changed(outcome: Outcome, response: Response) -> Accepted[CitizenChanged]:
-    return accepted(outcome, response, CitizenChanged(citizen=outcome.result["citizen"]))
+def _changed(outcome: Outcome) -> Response:
+    return accepted(outcome, Accepted[CitizenChanged])
 
 
-@router.post("", status_code=201, responses=ERRORS, summary="Register a citizen")
-def register_citizen(
-    body: CitizenIn, admin: Admin, registry: RegistryDep, response: Response
-) -> Accepted[CitizenChanged]:
+@router.post(
+    "",
+    status_code=201,
+    responses=ERRORS,
+    summary="Register a citizen",
+    response_model=Accepted[CitizenChanged],
+)
+def register_citizen(body: CitizenIn, admin: Admin, registry: RegistryDep) -> Response:
     details = CitizenDetails(
         person=parse_person_id(body.id_number),
         full_name=body.full_name,
@@ -51,7 +55,7 @@ def register_citizen(
         residence=AreaCode.parse(body.residence),
         phone=body.phone,
     )
-    return _changed(registry.population.register_citizen(admin.request, details), response)
+    return _changed(registry.population.register_citizen(admin.request, details))
 
 
 @router.post(
@@ -59,14 +63,14 @@ def register_citizen(
     status_code=201,
     responses=ERRORS,
     summary="Correct a citizen's name, date of birth or sex",
+    response_model=Accepted[CitizenChanged],
 )
 def correct_record(
     id_number: IdNumberPath,
     body: CorrectionIn,
     admin: Admin,
     registry: RegistryDep,
-    response: Response,
-) -> Accepted[CitizenChanged]:
+) -> Response:
     outcome = registry.population.correct_record(
         admin.request,
         parse_person_id(id_number),
@@ -75,23 +79,26 @@ def correct_record(
         date_of_birth=body.date_of_birth,
         sex=body.sex,
     )
-    return _changed(outcome, response)
+    return _changed(outcome)
 
 
 @router.post(
-    "/{id_number}/residence", status_code=201, responses=ERRORS, summary="Change the residence"
+    "/{id_number}/residence",
+    status_code=201,
+    responses=ERRORS,
+    summary="Change the residence",
+    response_model=Accepted[CitizenChanged],
 )
 def change_residence(
     id_number: IdNumberPath,
     body: ResidenceIn,
     admin: Admin,
     registry: RegistryDep,
-    response: Response,
-) -> Accepted[CitizenChanged]:
+) -> Response:
     outcome = registry.population.change_residence(
         admin.request, parse_person_id(id_number), AreaCode.parse(body.residence)
     )
-    return _changed(outcome, response)
+    return _changed(outcome)
 
 
 @router.post(
@@ -99,31 +106,36 @@ def change_residence(
     status_code=201,
     responses=ERRORS,
     summary="Change the phone number (an administrator, or the citizen themself)",
+    response_model=Accepted[CitizenChanged],
 )
 def change_contact(
     id_number: IdNumberPath,
     body: ContactIn,
     who: Annotated[Caller, Depends(caller(Role.ADMIN, Role.CITIZEN))],
     registry: RegistryDep,
-    response: Response,
-) -> Accepted[CitizenChanged]:
+) -> Response:
     person = parse_person_id(id_number)
     ensure_own_record(who.principal, str(person))
-    return _changed(registry.population.change_contact(who.request, person, body.phone), response)
+    return _changed(registry.population.change_contact(who.request, person, body.phone))
 
 
-@router.post("/{id_number}/death", status_code=201, responses=ERRORS, summary="Record a death")
+@router.post(
+    "/{id_number}/death",
+    status_code=201,
+    responses=ERRORS,
+    summary="Record a death",
+    response_model=Accepted[CitizenChanged],
+)
 def record_death(
     id_number: IdNumberPath,
     body: DeathIn,
     admin: Admin,
     registry: RegistryDep,
-    response: Response,
-) -> Accepted[CitizenChanged]:
+) -> Response:
     outcome = registry.population.record_death(
         admin.request, parse_person_id(id_number), body.died_on
     )
-    return _changed(outcome, response)
+    return _changed(outcome)
 
 
 @router.post(
@@ -131,14 +143,14 @@ def record_death(
     status_code=201,
     responses=ERRORS,
     summary="Move a record to the right ID number (a wrong number, or a duplicate)",
+    response_model=Accepted[RecordMoved],
 )
 def move_record(
     id_number: IdNumberPath,
     body: MoveIn,
     admin: Admin,
     registry: RegistryDep,
-    response: Response,
-) -> Accepted[RecordMoved]:
+) -> Response:
     """The vaccination history moves with the record; a move cut short is completed by
     sending it again."""
     source, target = parse_person_id(id_number), parse_person_id(body.target)
@@ -146,5 +158,4 @@ def move_record(
         registry.population, registry.immunization, admin.request, source, target, body.reason
     )
     outcome = Outcome(outcomes[-1].position, replayed=all(o.replayed for o in outcomes))
-    moved = RecordMoved.model_validate({"from": str(source), "to": str(target)})
-    return accepted(outcome, response, moved)
+    return accepted(outcome, Accepted[RecordMoved], {"from": str(source), "to": str(target)})

@@ -27,6 +27,7 @@ CITIZEN_LIMIT = rate_limit(20, timedelta(minutes=1), name="declarations")
     status_code=201,
     responses=problem_responses(401, 403, 404, 409, 422, 429, 503),
     summary="Declare health before a trip; the answer carries the QR token",
+    response_model=Accepted[DeclarationMade],
 )
 def declare_health(
     body: DeclarationIn,
@@ -34,8 +35,7 @@ def declare_health(
     registry: RegistryDep,
     request: Request,
     limiter: Annotated[RateLimiter, Depends(get_rate_limiter)],
-    response: Response,
-) -> Accepted[DeclarationMade]:
+) -> Response:
     """A citizen declares for their own ID number (rate limited); an officer declares for a
     traveller at their own checkpoint, which is filled in when the body leaves it out."""
     person = parse_person_id(body.id_number)
@@ -63,4 +63,4 @@ def declare_health(
         test=TestResult(test.kind, test.outcome, test.sampled_at) if test else None,
     )
     outcome = registry.mobility.declare_health(who.request, person, trip, health)
-    return accepted(outcome, response, DeclarationMade.model_validate(outcome.result))
+    return accepted(outcome, Accepted[DeclarationMade])

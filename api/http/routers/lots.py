@@ -21,14 +21,13 @@ Admin = Annotated[Caller, Depends(caller(Role.ADMIN))]
     status_code=201,
     responses=problem_responses(401, 403, 409, 422, 503),
     summary="Register a lot",
+    response_model=Accepted[LotChanged],
 )
-def register_lot(
-    body: LotIn, admin: Admin, registry: RegistryDep, response: Response
-) -> Accepted[LotChanged]:
+def register_lot(body: LotIn, admin: Admin, registry: RegistryDep) -> Response:
     outcome = registry.immunization.register_lot(
         admin.request, body.product, body.lot_number, body.expires_on
     )
-    return accepted(outcome, response, LotChanged.model_validate(outcome.result))
+    return accepted(outcome, Accepted[LotChanged])
 
 
 @router.post(
@@ -36,6 +35,7 @@ def register_lot(
     status_code=201,
     responses=problem_responses(401, 403, 404, 409, 422, 503),
     summary="Recall a lot: doses from it given after now are refused",
+    response_model=Accepted[LotChanged],
 )
 def recall_lot(
     product: Annotated[str, Path(min_length=1, max_length=40)],
@@ -43,7 +43,6 @@ def recall_lot(
     body: RecallIn,
     admin: Admin,
     registry: RegistryDep,
-    response: Response,
-) -> Accepted[LotChanged]:
+) -> Response:
     outcome = registry.immunization.recall_lot(admin.request, product, lot_number, body.reason)
-    return accepted(outcome, response, LotChanged.model_validate(outcome.result))
+    return accepted(outcome, Accepted[LotChanged])

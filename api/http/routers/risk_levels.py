@@ -20,15 +20,14 @@ router = APIRouter(prefix=f"{API_PREFIX}/risk-levels", tags=["risk levels"])
     status_code=201,
     responses=problem_responses(401, 403, 409, 422, 503),
     summary="Set an area's risk level from a time on",
+    response_model=Accepted[RiskAssessed],
 )
 def assess_risk(
     body: RiskLevelIn,
     admin: Annotated[Caller, Depends(caller(Role.ADMIN))],
     registry: RegistryDep,
-    response: Response,
-) -> Accepted[RiskAssessed]:
+) -> Response:
     outcome = registry.mobility.assess_risk(
         admin.request, AreaCode.parse(body.area), body.level, body.effective_from, body.reason
     )
-    result = RiskAssessed(area=outcome.result["area"], level=outcome.result["level"])
-    return accepted(outcome, response, result)
+    return accepted(outcome, Accepted[RiskAssessed])

@@ -17,7 +17,6 @@ from api.http.dependencies import (
     Caller,
     RegistryDep,
     accepted,
-    accepted_response,
     caller,
     registry_of,
     run_command,
@@ -76,22 +75,30 @@ def _ensure_dose_of_own_unit(
 
 
 @router.post(
-    "/registrations", status_code=201, responses=ERRORS, summary="Register for vaccination"
+    "/registrations",
+    status_code=201,
+    responses=ERRORS,
+    summary="Register for vaccination",
+    response_model=Accepted[RegisteredForVaccination],
 )
 def register_for_vaccination(
-    body: VaccinationRegistrationIn, staff: Staff, registry: RegistryDep, response: Response
-) -> Accepted[RegisteredForVaccination]:
+    body: VaccinationRegistrationIn, staff: Staff, registry: RegistryDep
+) -> Response:
     identity = IdentityAtSite(parse_person_id(body.id_number), body.full_name, body.date_of_birth)
     outcome = registry.immunization.register_for_vaccination(
         staff.request, identity, body.priority_group
     )
-    return accepted(outcome, response, RegisteredForVaccination.model_validate(outcome.result))
+    return accepted(outcome, Accepted[RegisteredForVaccination])
 
 
-@router.post("/screenings", status_code=201, responses=ERRORS, summary="Record a screening")
-def screen(
-    body: ScreeningIn, staff: Staff, registry: RegistryDep, response: Response
-) -> Accepted[ScreeningRecorded]:
+@router.post(
+    "/screenings",
+    status_code=201,
+    responses=ERRORS,
+    summary="Record a screening",
+    response_model=Accepted[ScreeningRecorded],
+)
+def screen(body: ScreeningIn, staff: Staff, registry: RegistryDep) -> Response:
     outcome = registry.immunization.screen(
         staff.request,
         parse_person_id(body.id_number),
@@ -99,7 +106,7 @@ def screen(
         postponed_until=body.postponed_until,
         notes=body.notes,
     )
-    return accepted(outcome, response, ScreeningRecorded.model_validate(outcome.result))
+    return accepted(outcome, Accepted[ScreeningRecorded])
 
 
 @router.post(
@@ -116,7 +123,7 @@ async def record_dose(body: DoseIn, staff: Staff, request: Request) -> Response:
     identity = IdentityAtSite(parse_person_id(body.id_number), body.full_name, body.date_of_birth)
     given = _given(body, staff.principal)
     outcome = await run_command(lambda: immunization.record_dose(staff.request, identity, given))
-    return accepted_response(outcome, DoseAccepted)
+    return accepted(outcome, DoseAccepted)
 
 
 @router.post(
@@ -124,20 +131,20 @@ async def record_dose(body: DoseIn, staff: Staff, request: Request) -> Response:
     status_code=201,
     responses=ERRORS,
     summary="Correct a dose given at the caller's unit",
+    response_model=Accepted[DoseCorrected],
 )
 def correct_dose(
     dose_id: UUID,
     body: DoseCorrectionIn,
     staff: Staff,
     registry: RegistryDep,
-    response: Response,
-) -> Accepted[DoseCorrected]:
+) -> Response:
     person = parse_person_id(body.id_number)
     _ensure_dose_of_own_unit(registry, staff.principal, person, dose_id)
     outcome = registry.immunization.correct_dose(
         staff.request, person, dose_id, body.reason, _given(body, staff.principal)
     )
-    return accepted(outcome, response, DoseCorrected.model_validate(outcome.result))
+    return accepted(outcome, Accepted[DoseCorrected])
 
 
 @router.post(
@@ -145,14 +152,13 @@ def correct_dose(
     status_code=201,
     responses=ERRORS,
     summary="Void a dose given at the caller's unit (recorded in error)",
+    response_model=Accepted[DoseVoided],
 )
-def void_dose(
-    dose_id: UUID, body: DoseVoidIn, staff: Staff, registry: RegistryDep, response: Response
-) -> Accepted[DoseVoided]:
+def void_dose(dose_id: UUID, body: DoseVoidIn, staff: Staff, registry: RegistryDep) -> Response:
     person = parse_person_id(body.id_number)
     _ensure_dose_of_own_unit(registry, staff.principal, person, dose_id)
     outcome = registry.immunization.void_dose(staff.request, person, dose_id, body.reason)
-    return accepted(outcome, response, DoseVoided.model_validate(outcome.result))
+    return accepted(outcome, Accepted[DoseVoided])
 
 
 @router.post(
@@ -160,14 +166,14 @@ def void_dose(
     status_code=201,
     responses=ERRORS,
     summary="Report an adverse event after a dose",
+    response_model=Accepted[AdverseEventReported],
 )
 def report_adverse_event(
     dose_id: UUID,
     body: AdverseEventIn,
     staff: Staff,
     registry: RegistryDep,
-    response: Response,
-) -> Accepted[AdverseEventReported]:
+) -> Response:
     outcome = registry.immunization.report_adverse_event(
         staff.request,
         parse_person_id(body.id_number),
@@ -176,7 +182,7 @@ def report_adverse_event(
         body.severity,
         body.description,
     )
-    return accepted(outcome, response, AdverseEventReported.model_validate(outcome.result))
+    return accepted(outcome, Accepted[AdverseEventReported])
 
 
 @router.post(
@@ -184,11 +190,10 @@ def report_adverse_event(
     status_code=201,
     responses=ERRORS,
     summary="Record a recovery from COVID-19 (date of the positive test)",
+    response_model=Accepted[RecoveryRecorded],
 )
-def record_recovery(
-    body: RecoveryIn, staff: Staff, registry: RegistryDep, response: Response
-) -> Accepted[RecoveryRecorded]:
+def record_recovery(body: RecoveryIn, staff: Staff, registry: RegistryDep) -> Response:
     outcome = registry.immunization.record_recovery(
         staff.request, parse_person_id(body.id_number), body.positive_test_on
     )
-    return accepted(outcome, response, RecoveryRecorded.model_validate(outcome.result))
+    return accepted(outcome, Accepted[RecoveryRecorded])
