@@ -64,10 +64,6 @@ class DeclarationNotFound(DomainError):
     code = "declaration_not_found"
 
 
-class NotRegisteredForVaccination(DomainError):
-    code = "not_registered_for_vaccination"
-
-
 class DoseRuleViolation(DomainError):
     """A dose breaks a vaccination rule; staff may record it anyway with an override reason."""
 
