@@ -14,6 +14,8 @@ import redis
 from api.http.security import Role
 from domain.identity import NationalId
 from infrastructure.bootstrap import Registry
+from projections.runtime import ProjectionRuntime
+from projections.stores import RedisStore
 from reliability.servers import ThrowawayPostgres, ThrowawayRedis
 from tests.support.api import CHECKPOINT, UNIT, Api, make_api
 from tests.support.registry import MovableClock, build_registry, registry_settings
@@ -344,3 +346,30 @@ def test_a_store_that_is_down_gives_503_with_retry_after(
         client.close()
         registry.close()
         throwaway_postgres.start()
+
+
+def test_checkpoint_lookups_answer_503_while_redis_is_down_and_recover_after(
+    registry: Registry, throwaway_redis: ThrowawayRedis
+) -> None:
+    client = redis.Redis.from_url(throwaway_redis.url, socket_timeout=1, socket_connect_timeout=1)
+    runtime = ProjectionRuntime(registry, RedisStore(client, "rm"))
+    api = make_api(registry, read_models=runtime.read_models, redis_client=client)
+    path = f"/v1/checkpoint/{LAN['id_number']}"
+    officer = api.auth(Role.CHECKPOINT_OFFICER, checkpoint=CHECKPOINT)
+    try:
+        with api.client:
+            assert api.post("/v1/citizens", Role.ADMIN, LAN).status_code == 201
+            runtime.catch_up()
+            assert api.client.get(path, headers=officer).status_code == 200
+            throwaway_redis.stop()
+            down = api.client.get(path, headers=officer)
+            assert (down.status_code, down.json()["code"]) == (503, "service_unavailable")
+            assert down.headers["Retry-After"]
+            throwaway_redis.start()
+            emptied = api.client.get(path, headers=officer)
+            assert (emptied.status_code, emptied.headers["Retry-After"]) == (503, "2")
+            runtime.catch_up()
+            back = api.client.get(path, headers=officer)
+            assert (back.status_code, back.json()["name"]) == (200, "Nguyễn T. L.")
+    finally:
+        client.close()
