@@ -90,6 +90,7 @@ class _Connection(asyncio.Protocol):
         self.waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
         self.buffer = bytearray()
         self.lost: Exception | None = None
+        self._outgoing: list[bytes] = []
         self._watchdog: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -102,10 +103,18 @@ class _Connection(asyncio.Protocol):
         deadline = time.monotonic() + self.timeout
         futures = [loop.create_future() for _ in range(replies)]
         self.waiting.extend((future, deadline) for future in futures)
-        self.transport.write(payload)
+        if not self._outgoing:
+            loop.call_soon(self._write)
+        self._outgoing.append(payload)
         if self._watchdog is None:
             self._watchdog = loop.call_at(loop.time() + self.timeout, self._check_deadline)
         return futures
+
+    def _write(self) -> None:
+        """Everything sent during one pass of the event loop, in one write."""
+        if self.transport is not None and self.lost is None:
+            self.transport.write(b"".join(self._outgoing))
+        self._outgoing.clear()
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
