@@ -2,10 +2,10 @@
 
 redis.asyncio spends about 40 µs of CPU on every command (a connection taken from its
 pool and given back, retry and timeout wrappers, instrumentation): more than everything
-else a checkpoint lookup does. `PipelinedRedis` writes each command on one connection
-as soon as it is issued and resolves the callers' futures in order as the replies
-arrive (Redis answers a connection's commands in the order sent), so concurrent
-requests share the connection's round trips and a read costs a few µs.
+else a checkpoint lookup does. `PipelinedRedis` writes the commands issued during one
+pass of the event loop together on one connection and resolves the callers' futures in
+order as the replies arrive (Redis answers a connection's commands in the order sent),
+so concurrent requests share the connection's round trips and a read costs a few µs.
 
 It is for reads that may simply fail: a lost connection fails every command in flight
 with redis-py's `ConnectionError` and the next command connects again; a connection
