@@ -63,6 +63,8 @@ _STATIC_BYTES = [f.encode() for f in _STATIC_INDEX]
 SYMBOLS = bytes(b for b in range(0x20, 0x100) if b not in b":;")
 """The byte naming each fragment: static ones first, then the citizen's own."""
 _NUMBER = {symbol: n for n, symbol in enumerate(SYMBOLS)}
+_STATIC_SYMBOL = {f: SYMBOLS[n] for f, n in _STATIC_INDEX.items()}
+_OWN_SYMBOLS = SYMBOLS[len(_STATIC_INDEX) :]
 
 RiskBook = Mapping[str, Sequence[tuple[int, int]]]
 """Area code (province, or province.district) -> (effective from, level) periods, sorted."""
@@ -267,13 +269,14 @@ def timeline(state: CitizenState, risk: RiskBook, policy: Policy, catalogue: Cat
 def encode(periods: Iterable[tuple[int, list[str]]]) -> bytes:
     own: dict[str, int] = {}
     header = []
-    base = len(_STATIC_BYTES)
     for start, fragments in periods:
-        numbers = [
-            n if (n := _STATIC_INDEX.get(f)) is not None else base + own.setdefault(f, len(own))
+        symbols = [
+            s
+            if (s := _STATIC_SYMBOL.get(f)) is not None
+            else _OWN_SYMBOLS[own.setdefault(f, len(own))]
             for f in fragments
         ]
-        header.append(f"{start}:".encode() + bytes([SYMBOLS[n] for n in numbers]))
+        header.append(f"{start}:".encode() + bytes(symbols))
     body = _FRAGMENT_TEXT.join(own).encode()
     return b";".join(header) + _FRAGMENTS + body
 

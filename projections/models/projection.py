@@ -35,8 +35,9 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from sys import intern
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from application.ids import IdDeriver
@@ -99,6 +100,17 @@ TOPICS = (
         )
     ),
 )
+
+
+_FAMILIES = (POPULATION, MOBILITY, RISK, IMMUNIZATION)
+
+
+@cache
+def _route(topic: str) -> tuple[str | None, str]:
+    """(the family of an event's topic: one of the topic prefixes above, or None; the
+    event's class name)."""
+    family = next((f for f in _FAMILIES if topic.startswith(f)), None)
+    return family, topic.rpartition(".")[2]
 
 
 def citizen_bucket(pseudonym: str) -> str:
@@ -216,15 +228,13 @@ class Owners:
         return found
 
 
-@dataclass(frozen=True, slots=True)
-class _Derived:
+class _Derived(NamedTuple):
     value: bytes
     entries: set[Entry]
     counts: statistics.Contribution
 
 
-@dataclass(frozen=True, slots=True)
-class _Touched:
+class _Touched(NamedTuple):
     state: CitizenState
     before: _Derived
     """What the stored state gave, with the batch's first risk levels."""
@@ -264,11 +274,13 @@ class CitizenProjection(Projection):
     def _topic(self, event: DomainEvent) -> str:
         return str(getattr(event, "TOPIC", ""))
 
-    def _pseudonym(self, event: DomainEvent, context: str, topic: str) -> str | None:
-        if topic.startswith(POPULATION):
+    def _pseudonym(
+        self, event: DomainEvent, context: str, family: str | None, kind: str
+    ) -> str | None:
+        if family is POPULATION:
             return str(event.originator_id.hex)
-        if topic.startswith((MOBILITY, IMMUNIZATION)):
-            if topic.endswith(".Opened"):
+        if family is MOBILITY or family is IMMUNIZATION:
+            if kind == "Opened":
                 known = self.owners.known(event.originator_id)
                 if known is not None:
                     return known
@@ -281,28 +293,33 @@ class CitizenProjection(Projection):
     def partition_of(self, event: DomainEvent) -> int:
         """A citizen's partition; risk events would have to reach every partition, which
         the engine's one-partition-per-event routing cannot do, so `partitions` stays 1."""
-        topic = self._topic(event)
-        context = "immunization" if topic.startswith(IMMUNIZATION) else "mobility"
-        pseudonym = self._pseudonym(event, context, topic)
+        family, kind = _route(self._topic(event))
+        context = "immunization" if family is IMMUNIZATION else "mobility"
+        pseudonym = self._pseudonym(event, context, family, kind)
         return partition_for(pseudonym, self.partitions) if pseudonym else 0
 
     def prefetch(self, event: DomainEvent, context: str) -> Iterable[Read]:
         reads: list[Read] = [("hgetall", RISK_KEY)]
-        pseudonym = self._pseudonym(event, context, self._topic(event))
+        pseudonym = self._pseudonym(event, context, *_route(self._topic(event)))
         if pseudonym is not None:
             reads.append(("hget", citizen_bucket(pseudonym), citizen_field(pseudonym)))
         return reads
 
     def handle(self, event: DomainEvent, context: str, view: ViewBatch) -> None:
-        topic = self._topic(event)
-        if topic.startswith(RISK):
-            self._risk_changed(event, topic, view)
+        family, kind = _route(self._topic(event))
+        if family is RISK:
+            self._risk_changed(event, kind, view)
             return
-        pseudonym = self._pseudonym(event, context, topic)
-        if pseudonym is None or topic.endswith(".Opened"):
+        pseudonym = self._pseudonym(event, context, family, kind)
+        if pseudonym is None or kind == "Opened":
             return
         state = self._touch(view, pseudonym).state
-        self._apply(topic, event, state, view, pseudonym)
+        if family is POPULATION:
+            self._citizen(kind, event, state)
+        elif family is MOBILITY:
+            self._mobility(kind, event, state, view, pseudonym)
+        else:
+            self._vaccination(kind, event, state)
         state.seen = max(state.seen, us(getattr(event, "timestamp")))  # noqa: B009
 
     def held(self, view: ViewBatch) -> int:
@@ -333,7 +350,9 @@ class CitizenProjection(Projection):
 
     def _touch(self, view: ViewBatch, pseudonym: str) -> _Touched:
         """The citizen's state in this batch, with what its stored state gave."""
-        touched: dict[str, _Touched] = view.scratch.setdefault(_TOUCHED, {})
+        touched: dict[str, _Touched] | None = view.scratch.get(_TOUCHED)
+        if touched is None:
+            touched = view.scratch[_TOUCHED] = {}
         found = touched.get(pseudonym)
         if found is None:
             stored = view.hget(citizen_bucket(pseudonym), citizen_field(pseudonym))
@@ -388,34 +407,30 @@ class CitizenProjection(Projection):
 
     # ---------------------------------------------------------------------- events
 
-    def _apply(
-        self, topic: str, event: DomainEvent, state: CitizenState, view: ViewBatch, pseudonym: str
-    ) -> None:
-        kind = topic.rpartition(".")[2]
-        e: Any = event
-        if topic.startswith(POPULATION):
-            if kind == "Registered":
+    def _citizen(self, kind: str, e: Any, state: CitizenState) -> None:
+        if kind == "Registered":
+            state.masked_name = masked(e.full_name)
+            state.date_of_birth = intern(e.date_of_birth.isoformat())
+            state.province = intern(e.residence.province)
+        elif kind == "RecordCorrected":
+            if e.full_name:
                 state.masked_name = masked(e.full_name)
+            if e.date_of_birth:
                 state.date_of_birth = intern(e.date_of_birth.isoformat())
-                state.province = intern(split_area(str(e.residence))[0])
-            elif kind == "RecordCorrected":
-                if e.full_name:
-                    state.masked_name = masked(e.full_name)
-                if e.date_of_birth:
-                    state.date_of_birth = intern(e.date_of_birth.isoformat())
-            elif kind == "ResidenceChanged":
-                state.province = intern(split_area(str(e.residence))[0])
-            elif kind in ("Died", "MovedTo"):
-                state.gone = True
-        elif topic.startswith(MOBILITY):
-            if kind == "HealthDeclared":
-                self._declared(e.declaration, state, view, pseudonym)
-            elif kind == "CheckpointChecked":
-                check = e.check
-                day = local_day(check.checked_at)
-                view.hincrby(f"sc:{day}", f"{check.checkpoint}|{check.verdict.value}", 1)
-        else:
-            self._vaccination(kind, e, state)
+        elif kind == "ResidenceChanged":
+            state.province = intern(e.residence.province)
+        elif kind in ("Died", "MovedTo"):
+            state.gone = True
+
+    def _mobility(
+        self, kind: str, e: Any, state: CitizenState, view: ViewBatch, pseudonym: str
+    ) -> None:
+        if kind == "HealthDeclared":
+            self._declared(e.declaration, state, view, pseudonym)
+        elif kind == "CheckpointChecked":
+            check = e.check
+            day = local_day(check.checked_at)
+            view.hincrby(f"sc:{day}", f"{check.checkpoint}|{check.verdict.value}", 1)
 
     def _declared(self, d: Any, state: CitizenState, view: ViewBatch, pseudonym: str) -> None:
         trip = d.trip
@@ -488,12 +503,12 @@ class CitizenProjection(Projection):
                 day = e.recovered_on.isoformat()
                 state.recovered_on = max(day, state.recovered_on or day)
 
-    def _risk_changed(self, event: DomainEvent, topic: str, view: ViewBatch) -> None:
+    def _risk_changed(self, event: DomainEvent, kind: str, view: ViewBatch) -> None:
         e: Any = event
         self._batch_risk(view)
         raw = view.hgetall(RISK_KEY)
         field = event.originator_id.hex.encode()
-        if topic.endswith(".Assessed"):
+        if kind == "Assessed":
             area, periods = str(e.area), []
         elif field in raw:
             area, periods = json.loads(raw[field])

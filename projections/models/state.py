@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
@@ -67,8 +68,10 @@ def _padded(raw: list[Any], length: int) -> list[Any]:
     return raw + [None] * (length - len(raw))
 
 
+@lru_cache(maxsize=4096)
 def day_start_us(day: date) -> int:
-    """The first microsecond of a local (Asia/Ho_Chi_Minh) day."""
+    """The first microsecond of a local (Asia/Ho_Chi_Minh) day (many citizens share
+    the days asked: when a dose is due, when protection starts)."""
     return us(datetime(day.year, day.month, day.day, tzinfo=VIETNAM))
 
 
@@ -173,6 +176,28 @@ def _dose_id(index: int) -> UUID:
     return _DOSE_IDS[index] if index < len(_DOSE_IDS) else UUID(int=index + 1)
 
 
+def _kept_dose(index: int, kept: DoseState) -> Dose:
+    """The `Dose` a kept dose stands for in :meth:`CitizenState.as_record`.
+
+    Made without the frozen dataclass's ``__init__``, which sets each field through
+    ``object.__setattr__`` (more than twice as slow); a `Dose` checks nothing there.
+    """
+    dose: Dose = object.__new__(Dose)
+    dose.__dict__.update(
+        dose_id=_dose_id(index),
+        product=kept.product,
+        lot="",
+        given_at=from_us(kept.given_at),
+        unit=kept.unit,
+        vaccinator="",
+        site=InjectionSite.LEFT_ARM,
+        kind=DoseKind.BOOSTER if kept.booster else DoseKind.PRIMARY,
+        deviations=(),
+        override_reason=None,
+    )
+    return dose
+
+
 @dataclass(slots=True)
 class _StatusMemo:
     """What :meth:`CitizenState.status_at` keeps until the state changes."""
@@ -275,11 +300,12 @@ class CitizenState:
             memo = self._memo = _StatusMemo(self.as_record())
         moment = from_us(at)
         day = local_day(moment)
-        base = (
-            sum(d.given_at <= at for d in self.doses),
-            self.screening is not None and self.screening.screened_at <= at,
-        )
-        primary = any(not d.booster and d.given_at <= at for d in self.doses)
+        given, primary = 0, False
+        for d in self.doses:
+            if d.given_at <= at:
+                given += 1
+                primary = primary or not d.booster
+        base = (given, self.screening is not None and self.screening.screened_at <= at)
         key: tuple[int, bool, date | bool] = (*base, day)
         if primary and base in memo.protected_from:
             protected_from = memo.protected_from[base]
@@ -306,19 +332,7 @@ class CitizenState:
         the recovery.
         """
         record: VaccinationRecord = object.__new__(VaccinationRecord)
-        doses = [
-            Dose(
-                _dose_id(i),
-                d.product,
-                "",
-                from_us(d.given_at),
-                d.unit,
-                "",
-                InjectionSite.LEFT_ARM,
-                DoseKind.BOOSTER if d.booster else DoseKind.PRIMARY,
-            )
-            for i, d in enumerate(self.doses)
-        ]
+        doses = [_kept_dose(i, d) for i, d in enumerate(self.doses)]
         record.doses = doses
         record.voided = set()
         s = self.screening

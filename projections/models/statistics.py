@@ -17,6 +17,7 @@ of the dose counted. A counter may rest at 0: readers treat 0 as absent.
 from __future__ import annotations
 
 from datetime import date
+from operator import attrgetter
 
 from domain.clock import local_day
 from domain.vaccines import Catalogue
@@ -25,6 +26,7 @@ from projections.models.state import CitizenState, from_us
 AGE_BANDS = ((0, "0-11"), (12, "12-17"), (18, "18-49"), (50, "50-64"), (65, "65+"))
 MILESTONES = ("first", "complete", "booster")
 UNKNOWN = "unknown"
+_GIVEN_AT = attrgetter("given_at")
 
 Contribution = dict[tuple[str, str], int]
 """Counter (key, field) -> what a citizen adds to it."""
@@ -51,10 +53,10 @@ def contribution(state: CitizenState, catalogue: Catalogue) -> Contribution:
         return out
     province = state.province or UNKNOWN
     dob = state.dob
-    doses = sorted(state.doses, key=lambda d: d.given_at)
+    doses = sorted(state.doses, key=_GIVEN_AT)
     days = [local_day(from_us(dose.given_at)) for dose in doses]
     for dose, day in zip(doses, days, strict=True):
-        given = (f"sd:{day}", f"{province}|{dose.product}")
+        given = ("sd:" + day.isoformat(), f"{province}|{dose.product}")
         out[given] = out.get(given, 0) + 1
     out[("sp", f"{province}|{age_band(dob, days[0])}|first")] = 1
     # Every dose is given by then, as at the last dose: the same series completion, and
@@ -71,6 +73,8 @@ def contribution(state: CitizenState, catalogue: Catalogue) -> Contribution:
 
 def difference(old: Contribution, new: Contribution) -> dict[tuple[str, str], int]:
     """Increments turning the old contribution into the new one."""
+    if not old:
+        return {k: v for k, v in new.items() if v}
     changes = {k: new.get(k, 0) - old.get(k, 0) for k in old.keys() | new.keys()}
     return {k: v for k, v in changes.items() if v}
 
