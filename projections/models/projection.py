@@ -57,6 +57,7 @@ from projections.models.checkpoint import (
     stored_name,
     timeline,
 )
+from projections.models.forked import ForkedShare, spare_cores
 from projections.models.state import (
     CitizenState,
     DeclarationState,
@@ -254,6 +255,10 @@ class CitizenProjection(Projection):
     contexts = ("population", "mobility", "immunization")
     topics = TOPICS
     version = 9
+    fork_from: int | None = 4_000
+    """Citizens a :meth:`finish` holds from which a forked child derives half of them;
+    None: never. Below, forking costs more than it saves (and only rebuilds and large
+    catch-up batches hold that many)."""
 
     def __init__(
         self,
@@ -329,24 +334,47 @@ class CitizenProjection(Projection):
         """Rewrite what derives from each citizen the batch touched, once.
 
         Each citizen's state is let go once written: a rebuild's batch holds up to
-        :attr:`hold_limit` citizens.
+        :attr:`hold_limit` citizens. From :attr:`fork_from` citizens, a forked child
+        derives half of them on a spare core meanwhile.
         """
         touched: dict[str, _Touched] = view.scratch.get(_TOUCHED, {})
         if not touched:
             return
         risk = risk_book(view.hgetall(RISK_KEY))
+        if self.fork_from is not None and len(touched) >= self.fork_from and spare_cores():
+            self._finish_with_a_child(view, touched, risk)
         while touched:
             pseudonym, t = touched.popitem()
-            state = t.state
-            state.changed()
-            self._write(view, pseudonym, t.before, self._derive(pseudonym, state, risk))
-            origin_after = state.declaration.origin if state.declaration else None
-            if t.origin != origin_after:
-                raw = bytes.fromhex(pseudonym)
-                if t.origin is not None:
-                    view.hdel(origin_bucket(t.origin, pseudonym), raw)
-                if origin_after is not None:
-                    view.hset(origin_bucket(origin_after, pseudonym), raw, b"")
+            self._rewrite(view, pseudonym, t, self._derive_anew(pseudonym, t.state, risk))
+
+    def _finish_with_a_child(
+        self, view: ViewBatch, touched: dict[str, _Touched], risk: RiskBook
+    ) -> None:
+        """Derives half of `touched` in a forked child (see :mod:`.forked`) and the other
+        half here, and rewrites both; what the child failed to derive is left in
+        `touched`."""
+        theirs = [touched.popitem() for _ in range(len(touched) // 2)]
+        child = ForkedShare(lambda: [tuple(self._derive_anew(p, t.state, risk)) for p, t in theirs])
+        while touched:
+            pseudonym, t = touched.popitem()
+            self._rewrite(view, pseudonym, t, self._derive_anew(pseudonym, t.state, risk))
+        derived = child.result()
+        if derived is None:
+            touched.update(theirs)
+            return
+        for (pseudonym, t), (value, entries, counts) in zip(theirs, derived, strict=True):
+            self._rewrite(view, pseudonym, t, _Derived(value, entries, counts))
+
+    def _rewrite(self, view: ViewBatch, pseudonym: str, t: _Touched, after: _Derived) -> None:
+        self._write(view, pseudonym, t.before, after)
+        declaration = t.state.declaration
+        origin_after = declaration.origin if declaration else None
+        if t.origin != origin_after:
+            raw = bytes.fromhex(pseudonym)
+            if t.origin is not None:
+                view.hdel(origin_bucket(t.origin, pseudonym), raw)
+            if origin_after is not None:
+                view.hset(origin_bucket(origin_after, pseudonym), raw, b"")
 
     def _touch(self, view: ViewBatch, pseudonym: str) -> _Touched:
         """The citizen's state in this batch, with what its stored state gave."""
@@ -375,6 +403,11 @@ class CitizenProjection(Projection):
         return risk
 
     # ------------------------------------------------------------------- derivation
+
+    def _derive_anew(self, pseudonym: str, state: CitizenState, risk: RiskBook) -> _Derived:
+        """What `state` gives after its changes."""
+        state.changed()
+        return self._derive(pseudonym, state, risk)
 
     def _derive(
         self, pseudonym: str, state: CitizenState, risk: RiskBook, stored: bytes | None = None

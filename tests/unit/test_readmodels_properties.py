@@ -3,7 +3,8 @@
 Incrementally built read models equal a rebuild from scratch, key by key (counters at 0
 count as absent: an incremental build may move a count away from a key a rebuild never
 touches), whether the rebuild holds everything in memory or writes out what it holds
-after every page, and redelivered events change nothing.
+after every page, and whether a forked child derives half of it or not; redelivered
+events change nothing.
 """
 
 from __future__ import annotations
@@ -172,6 +173,10 @@ def test_incremental_read_models_equal_a_rebuild_and_ignore_redelivery(
             written_out.projections[0].hold_limit = 0
             rebuild(written_out.store, written_out.projections[0], registry.apps, page_size=3)
             assert normalised(written_out.store.snapshot(NAME)) == normalised(incremental)
+            forked = ProjectionRuntime(registry, MemoryStore())
+            forked.projections[0].fork_from = 1
+            rebuild(forked.store, forked.projections[0], registry.apps)
+            assert normalised(forked.store.snapshot(NAME)) == normalised(incremental)
 
             projection = live.projections[0]
             state = load_state(live.store, projection)

@@ -1,4 +1,5 @@
-"""The stored form of a citizen: state round trips, the value's parts, memoised statuses."""
+"""The stored form of a citizen: state round trips, the value's parts, memoised statuses,
+and the share of a derivation a forked child computes."""
 
 from __future__ import annotations
 
@@ -8,15 +9,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain.checkpoint_policy import DEFAULT_POLICY
+from domain.doses import Dose, DoseKind, InjectionSite
 from domain.status import vaccination_status
 from domain.vaccines import CATALOGUE
 from projections.models.checkpoint import _document, encode, pick, stored_name
+from projections.models.forked import ForkedShare
 from projections.models.projection import join_value, split_value, unpack
 from projections.models.state import (
     CitizenState,
     DeclarationState,
     DoseState,
     ScreeningState,
+    _dose_id,
+    _kept_dose,
     from_us,
     us,
 )
@@ -107,3 +112,27 @@ def test_memoised_statuses_equal_the_domain_s(
         at = us(START + timedelta(hours=hours))
         expected = vaccination_status(state.as_record(), birth, from_us(at), CATALOGUE)
         assert state.status_at(at, CATALOGUE) == expected
+
+
+def test_kept_doses_equal_doses_made_by_their_constructor() -> None:
+    for booster in (False, True):
+        kept = DoseState("0badcafe", "comirnaty", us(START), booster, "79-HCM-001")
+        made = Dose(
+            _dose_id(3),
+            "comirnaty",
+            "",
+            START,
+            "79-HCM-001",
+            "",
+            InjectionSite.LEFT_ARM,
+            DoseKind.BOOSTER if booster else DoseKind.PRIMARY,
+        )
+        assert vars(_kept_dose(3, kept)) == vars(made)
+        assert _kept_dose(3, kept) == made
+
+
+def test_a_forked_share_returns_what_its_child_computed_or_none_when_it_failed() -> None:
+    computed = [(b"v" * 70_000, {("a:079", b"m", 1.5)}, {("sp", "079|18-49|first"): 1})]
+    assert ForkedShare(lambda: computed).result() == computed
+    assert ForkedShare(lambda: 1 // 0).result() is None
+    assert ForkedShare(lambda: object()).result() is None

@@ -1,0 +1,77 @@
+"""A share of a pure computation done by a forked child on another core.
+
+A rebuild derives every citizen it holds at once, at the end of its replay: pure work on
+data already in memory. A child forked then sees that data without copying it (pages
+are shared until written), computes its share while the parent computes the rest, and
+sends back results that :mod:`marshal` can carry (bytes, numbers, strings, tuples, sets,
+dicts). The child only computes and writes to its pipe, then leaves with ``os._exit``:
+it touches no lock, connection or file of the parent's. Whatever goes wrong in it, the
+parent gets None and computes the share itself, so the results never depend on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import marshal
+import os
+import threading
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+logger = logging.getLogger(__name__)
+
+
+def spare_cores() -> int:
+    """Cores this process may run on besides the one it runs on (0 without fork)."""
+    if not hasattr(os, "fork"):
+        return 0
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return cores - 1
+
+
+class ForkedShare:
+    """``compute()`` running in a forked child from construction; :meth:`result` waits
+    for what it returned, or None if the child failed."""
+
+    def __init__(self, compute: Callable[[], Any]) -> None:
+        readable, writable = os.pipe()
+        self._pid = os.fork()
+        if self._pid == 0:
+            _run_child(compute, readable, writable)
+        os.close(writable)
+        self._received: list[bytes] = []
+        self._reader = threading.Thread(
+            target=self._drain, args=(readable,), name="forked-share", daemon=True
+        )
+        self._reader.start()
+
+    def _drain(self, readable: int) -> None:
+        """Reads the child's results as they come, so that it never waits on the pipe."""
+        with os.fdopen(readable, "rb") as pipe:
+            self._received.append(pipe.read())
+
+    def result(self) -> Any | None:
+        self._reader.join()
+        _, status = os.waitpid(self._pid, 0)
+        if status == 0 and self._received:
+            try:
+                return marshal.loads(self._received[0])
+            except (EOFError, ValueError, TypeError):
+                pass
+        logger.warning("a forked share failed (wait status %d): computing it here", status)
+        return None
+
+
+def _run_child(compute: Callable[[], Any], readable: int, writable: int) -> NoReturn:
+    status = 1
+    try:
+        os.close(readable)
+        data = marshal.dumps(compute())
+        with os.fdopen(writable, "wb") as pipe:
+            pipe.write(data)
+        status = 0
+    finally:
+        os._exit(status)
