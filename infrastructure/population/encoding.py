@@ -21,7 +21,8 @@ import struct
 import time
 import unicodedata
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from itertools import accumulate
 from json.encoder import encode_basestring
@@ -31,8 +32,9 @@ from uuid import UUID
 from eventsourcing.persistence import Mapper
 
 from application.ids import IdDeriver
+from application.population import PopulationApp
 from domain.areas import PROVINCES, AreaCode
-from domain.base import Actor, Clock, recording_clock
+from domain.base import Actor, Clock, recording_clock, utc_now
 from domain.citizen import Citizen
 from domain.errors import DomainError, InvalidIdNumber, InvalidValue, UnknownArea
 from domain.identity import NationalId, Sex
@@ -515,3 +517,45 @@ def _id_digits(year: int, sex: Sex) -> str:
     """ID digits 4-6 of someone of this sex born in `year`: century and sex, then the year."""
     century_sex = (year // 100 - 19) * 2 + (1 if sex is Sex.FEMALE else 0)
     return f"{century_sex}{year % 100:02d}"
+
+
+# Encoding in worker processes
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What a worker process needs to encode chunks as the importing process would: the
+    application's settings (with in-memory persistence, for the mapper alone)."""
+
+    env: Mapping[str, str]
+    id_key: bytes
+    today: date
+    actor: Actor
+    fmt: RegisterFormat
+    header: bytes
+
+
+_worker_encoder: ChunkEncoder | None = None
+
+
+def start_worker(config: WorkerConfig) -> None:
+    """A worker process's initializer. Workers import this module, not the importer's:
+    it leaves out PostgreSQL's driver and the event store's recorders."""
+    global _worker_encoder
+    ids = IdDeriver(config.id_key)
+    app = PopulationApp(config.env, utc_now, ids)
+    _worker_encoder = ChunkEncoder(
+        app.mapper,
+        ids,
+        FieldHasher(config.id_key),
+        config.today,
+        config.actor,
+        utc_now,
+        config.fmt,
+        config.header,
+    )
+
+
+def encode_in_worker(chunk: Chunk) -> EncodedChunk:
+    assert _worker_encoder is not None, "the worker was not initialised"
+    return _worker_encoder.encode(chunk)

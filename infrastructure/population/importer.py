@@ -32,7 +32,6 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from datetime import date
 from multiprocessing.pool import AsyncResult, Pool
 from typing import BinaryIO, Final, Protocol
 
@@ -40,11 +39,11 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
-from application.ids import IdDeriver
 from application.population import PopulationApp
-from domain.base import Actor, recording_clock, utc_now
+from domain.base import Actor, recording_clock
 from domain.citizen import Citizen
 from domain.errors import CitizenDeceased, CitizenMoved, DomainError, InvalidValue
+from infrastructure.population import encoding
 from infrastructure.population.bulk import BulkStore, PostgresBulkStore, Rows, SQLiteBulkStore
 from infrastructure.population.encoding import (
     ID_BYTES,
@@ -52,7 +51,10 @@ from infrastructure.population.encoding import (
     ChunkEncoder,
     EncodedChunk,
     Rejected,
+    WorkerConfig,
+    encode_in_worker,
     registration_reason,
+    start_worker,
 )
 from infrastructure.population.index import (
     BIRTH,
@@ -201,43 +203,6 @@ class ExtractReader:
             yield Chunk(first, b"".join(pending), tuple(rejected))
 
 
-# Encoding in worker processes
-
-
-@dataclass(frozen=True)
-class _WorkerConfig:
-    env: Mapping[str, str]
-    id_key: bytes
-    today: date
-    actor: Actor
-    fmt: RegisterFormat
-    header: bytes
-
-
-_encoder: ChunkEncoder | None = None
-
-
-def _start_worker(config: _WorkerConfig) -> None:
-    global _encoder
-    ids = IdDeriver(config.id_key)
-    app = PopulationApp(config.env, utc_now, ids)
-    _encoder = ChunkEncoder(
-        app.mapper,
-        ids,
-        FieldHasher(config.id_key),
-        config.today,
-        config.actor,
-        utc_now,
-        config.fmt,
-        config.header,
-    )
-
-
-def _encode_in_worker(chunk: Chunk) -> EncodedChunk:
-    assert _encoder is not None, "the worker was not initialised"
-    return _encoder.encode(chunk)
-
-
 # The import
 
 
@@ -279,11 +244,10 @@ class PopulationImport:
     def run(self, stream: LineSource, fmt: RegisterFormat | None = None) -> ImportSummary:
         started = time.perf_counter()
         reader = ExtractReader(stream, fmt, self.chunk_lines)
-        with self.store.open():
+        with self._encoded(reader) as encoded_chunks, self.store.open():
             self.store.catch_up()
             batch: list[tuple[Chunk, EncodedChunk]] = []
             rows = 0
-            encoded_chunks = self._encoded(reader)
             while True:
                 waited = time.perf_counter()
                 encoded = next(encoded_chunks, None)
@@ -303,14 +267,20 @@ class PopulationImport:
         self.on_batch(self.summary, reader)
         return self.summary
 
-    def _encoded(self, reader: ExtractReader) -> Iterator[tuple[Chunk, EncodedChunk]]:
-        """Each chunk with its encoding, in order; in worker processes when there are any."""
+    @contextmanager
+    def _encoded(self, reader: ExtractReader) -> Iterator[Iterator[tuple[Chunk, EncodedChunk]]]:
+        """Each chunk with its encoding, in order; in worker processes when there are any.
+
+        The workers start as soon as the first chunk gives the format, so their start-up
+        overlaps opening the store; they are waited for when the block ends.
+        """
         chunks = reader.chunks()
         first = next(chunks, None)
-        if first is None:
-            return
         self._fmt = reader.fmt or "ndjson"
         self._header = reader.header
+        if first is None:
+            yield iter(())
+            return
         all_chunks = itertools.chain([first], chunks)
         if self.workers == 0:
             encoder = ChunkEncoder(
@@ -323,14 +293,13 @@ class PopulationImport:
                 self._fmt,
                 self._header,
             )
-            for chunk in all_chunks:
-                yield chunk, encoder.encode(chunk)
+            yield ((chunk, encoder.encode(chunk)) for chunk in all_chunks)
             return
-        config = _WorkerConfig(
+        config = WorkerConfig(
             _worker_env(self.app), self.id_key, self.today, self.actor, self._fmt, self._header
         )
         with _pool(self.workers, config) as pool:
-            yield from _windowed(pool, all_chunks, window=2 * self.workers + 2)
+            yield _windowed(pool, all_chunks, window=2 * self.workers + 2)
 
     def _import(self, batch: list[tuple[Chunk, EncodedChunk]]) -> None:
         summary = self.summary
@@ -519,9 +488,12 @@ def _worker_env(app: PopulationApp) -> dict[str, str]:
 
 
 @contextmanager
-def _pool(workers: int, config: _WorkerConfig) -> Iterator[Pool]:
-    context = multiprocessing.get_context("spawn")
-    pool = context.Pool(workers, initializer=_start_worker, initargs=(config,))
+def _pool(workers: int, config: WorkerConfig) -> Iterator[Pool]:
+    """Worker processes forked from a server process that imported the encoding once (and
+    the main script, whose import every spawned child would repeat)."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["__main__", encoding.__name__])
+    pool = context.Pool(workers, initializer=start_worker, initargs=(config,))
     try:
         yield pool
         pool.close()
@@ -538,7 +510,7 @@ def _windowed(
     """Chunks with their encodings in order, at most `window` chunks ahead (bounded memory)."""
     pending: deque[tuple[Chunk, AsyncResult[EncodedChunk]]] = deque()
     for chunk in chunks:
-        pending.append((chunk, pool.apply_async(_encode_in_worker, (chunk,))))
+        pending.append((chunk, pool.apply_async(encode_in_worker, (chunk,))))
         if len(pending) >= window:
             chunk, result = pending.popleft()
             yield chunk, result.get()
