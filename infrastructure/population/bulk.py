@@ -529,19 +529,46 @@ class _PostgresBatch(Batch):
             ).format(self.store.events),
             [*events, *changed],
         )
+        self.cursor.execute(
+            sql.SQL(
+                "SELECT min(notification_id), max(notification_id) FROM {}"
+                " WHERE notification_id > %s"
+            ).format(self.store.events),
+            (before,),
+        )
+        bounds = self.cursor.fetchone()
+        assert bounds is not None
+        first, last = int(bounds[0]), int(bounds[1])
         if new:
-            columns = sql.SQL(", ").join(map(sql.Identifier, _INDEX_COLUMNS))
-            # When every staged row is new, none needs looking up in the index again.
-            only_new = sql.SQL(
-                ""
-                if len(new) == self._staged
-                else " WHERE NOT EXISTS (SELECT FROM {index} i WHERE i.citizen_id = p.citizen_id)"
-            ).format(index=self.store.index)
+            copied = len(new) + sum(new.deaths) + len(changed)
+            self._index_new(new, first if last - first + 1 == copied else None)
+        self.upsert(changed_rows)
+        self.set_position(last)
+        _extend(self.store.written, before, last)
+        self.cursor.execute(sql.SQL("NOTIFY {}").format(self.store.channel))
+
+    def _index_new(self, new: Rows, first: int | None) -> None:
+        """The new citizens' index rows, from the batch table.
+
+        The COPY gave its rows the ids `first`, `first` + 1, ... in its order (new
+        citizens in id order, each `Registered` then `Died` if stated) when nobody else
+        drew from the sequence, so each `Registered` id follows from the rows before it.
+        Otherwise (`first` None) they are looked up in the event table.
+        """
+        columns = sql.SQL(", ").join(map(sql.Identifier, _INDEX_COLUMNS))
+        hashes = ", ".join("p." + c for c in _HASH_COLUMNS)
+        # When every staged row is new, none needs looking up in the index again.
+        only_new = sql.SQL(
+            ""
+            if len(new) == self._staged
+            else " WHERE NOT EXISTS (SELECT FROM {index} i WHERE i.citizen_id = p.citizen_id)"
+        ).format(index=self.store.index)
+        if first is None:
             self.cursor.execute(
                 sql.SQL(
-                    "INSERT INTO {index} ({columns}) SELECT p.citizen_id,"
-                    f" 1 + p.states_death::int, {', '.join('p.' + c for c in _HASH_COLUMNS)},"
-                    f" e.notification_id FROM {_PROBE} p JOIN {{events}} e"
+                    f"INSERT INTO {{index}} ({{columns}}) SELECT p.citizen_id,"
+                    f" 1 + p.states_death::int, {hashes}, e.notification_id FROM {_PROBE} p"
+                    " JOIN {events} e"
                     " ON e.originator_id = p.citizen_id AND e.originator_version = 1{only_new}"
                 ).format(
                     index=self.store.index,
@@ -550,17 +577,16 @@ class _PostgresBatch(Batch):
                     only_new=only_new,
                 )
             )
-        self.upsert(changed_rows)
+            return
         self.cursor.execute(
             sql.SQL(
-                "UPDATE {} SET notification_id = (SELECT max(notification_id) FROM {})"
-                " RETURNING notification_id"
-            ).format(self.store.position_, self.store.events)
+                f"INSERT INTO {{index}} ({{columns}}) SELECT p.citizen_id,"
+                f" 1 + p.states_death::int, {hashes}, %s - 1 - p.states_death::int"
+                " + sum(1 + p.states_death::int) OVER (ORDER BY p.citizen_id)"
+                f" FROM {_PROBE} p{{only_new}}"
+            ).format(index=self.store.index, columns=columns, only_new=only_new),
+            (first,),
         )
-        row = self.cursor.fetchone()
-        assert row is not None
-        _extend(self.store.written, before, int(row[0]))
-        self.cursor.execute(sql.SQL("NOTIFY {}").format(self.store.channel))
 
     def _copy(self, statement: sql.Composed | str, rows: Iterable[bytes]) -> None:
         with self.cursor.copy(statement) as copy:

@@ -153,8 +153,10 @@ class ExtractReader:
 
     def _line(self) -> tuple[bytes, Rejected | None] | None:
         line = self.stream.readline(MAX_LINE_LENGTH + 1)
-        if not line:
-            return None
+        return self._checked(line) if line else None
+
+    def _checked(self, line: bytes) -> tuple[bytes, Rejected | None]:
+        """A line just read, counted, with its line break; a line too long is drained."""
         self.bytes_read += len(line)
         self.lines_read += 1
         if self.lines_read == 1:
@@ -167,6 +169,11 @@ class ExtractReader:
             return b"\n", Rejected(self.lines_read, Reason.LINE_TOO_LONG.value, message)
         return (line if line.endswith(b"\n") else line + b"\n"), None
 
+    def _settled(self) -> bool:
+        """Whether the format (and a CSV file's header) is known: every further line is
+        a data line."""
+        return self.lines_read > 0 and (self.fmt == "ndjson" or bool(self.header))
+
     def chunks(self) -> Iterator[Chunk]:
         """The data lines in chunks; a CSV header is kept in `header`, not in a chunk.
 
@@ -175,11 +182,11 @@ class ExtractReader:
         pending: list[bytes] = []
         rejected: list[Rejected] = []
         first = 1
-        while (read := self._line()) is not None:
+        while not self._settled() and (read := self._line()) is not None:
             line, reject = read
             if reject is not None:
                 rejected.append(reject)
-            elif (self.fmt is None or (self.fmt == "csv" and not self.header)) and line.strip():
+            elif line.strip():
                 if self.fmt is None:
                     self.fmt = "ndjson" if line.lstrip().startswith(b"{") else "csv"
                 if self.fmt == "csv":
@@ -196,6 +203,30 @@ class ExtractReader:
                     pending, first = [], self.lines_read + 1
                     continue
             pending.append(line)
+            if len(pending) >= self.chunk_lines:
+                yield Chunk(first, b"".join(pending), tuple(rejected))
+                pending, rejected, first = [], [], self.lines_read + 1
+        readline = self.stream.readline
+        limit = MAX_LINE_LENGTH + 1
+        while True:
+            # Lines that end with a line break are whole and short enough: taken as read.
+            plain = len(pending)
+            while len(pending) < self.chunk_lines:
+                line = readline(limit)
+                if not line.endswith(b"\n"):
+                    break
+                pending.append(line)
+            else:
+                line = b""
+            self.lines_read += len(pending) - plain
+            self.bytes_read += sum(map(len, pending[plain:]))
+            if line:
+                line, reject = self._checked(line)
+                pending.append(line)
+                if reject is not None:
+                    rejected.append(reject)
+            elif len(pending) < self.chunk_lines:
+                break
             if len(pending) >= self.chunk_lines:
                 yield Chunk(first, b"".join(pending), tuple(rejected))
                 pending, rejected, first = [], [], self.lines_read + 1

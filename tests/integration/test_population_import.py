@@ -32,13 +32,9 @@ from domain.citizen import Citizen
 from domain.identity import NationalId
 from infrastructure.bootstrap import Registry
 from infrastructure.population.bulk import PostgresBulkStore, SQLiteBulkStore
+from infrastructure.population.encoding import Rejected
 from infrastructure.population.generator import generate_register, injected_errors
-from infrastructure.population.importer import (
-    ImportSummary,
-    PopulationImport,
-    Rejected,
-    rebuild_index,
-)
+from infrastructure.population.importer import ImportSummary, PopulationImport, rebuild_index
 from infrastructure.population.index import CITIZEN_TOPICS, FieldHasher, IndexRow
 from infrastructure.population.rows import (
     Reason,
@@ -317,6 +313,20 @@ def test_the_index_follows_other_writers_and_rebuilds_from_the_events(store: Reg
     assert rebuild_index(store.population, store.settings.id_key) == store.population.head()
     assert index_rows(store) == kept
     assert len(kept) == 30
+
+
+def test_the_index_gives_each_citizen_the_position_of_its_registration(store: Registry) -> None:
+    rows = [json.loads(line) for line in extract(60, 5).splitlines()]
+    for row in rows[::3]:
+        row["deceased_on"] = row["date_of_birth"]
+    run_import(store, _ndjson(rows[:40]), batch_size=10)
+    run_import(store, _ndjson(rows), batch_size=25)
+
+    kept = index_rows(store)
+    assert rebuild_index(store.population, store.settings.id_key) == store.population.head()
+    assert index_rows(store) == kept
+    assert len(kept) == 60
+    assert sum(r.version for r in kept.values()) == 80
 
 
 def _ndjson(rows: list[dict[str, str]]) -> bytes:

@@ -11,8 +11,8 @@ import anyio.to_thread
 import pytest
 
 from api.http.routers.imports import StreamedBody
-from infrastructure.population.encoding import Rejected
-from infrastructure.population.importer import Chunk, ExtractReader
+from infrastructure.population.encoding import Chunk, Rejected
+from infrastructure.population.importer import ExtractReader
 from infrastructure.population.progress import ProgressBar
 from infrastructure.population.rows import MAX_LINE_LENGTH
 
