@@ -4,13 +4,15 @@ A rebuild derives every citizen it holds at once, at the end of its replay: pure
 data already in memory. A child forked then sees that data without copying it (pages
 are shared until written), computes its share while the parent computes the rest, and
 sends back results that :mod:`marshal` can carry (bytes, numbers, strings, tuples, sets,
-dicts). The child only computes and writes to its pipe, then leaves with ``os._exit``:
-it touches no lock, connection or file of the parent's. Whatever goes wrong in it, the
-parent gets None and computes the share itself, so the results never depend on it.
+dicts). The child only computes, without the cyclic collector (whose traversals would
+copy every page), and writes to its pipe, then leaves with ``os._exit``: it touches no
+lock, connection or file of the parent's. Whatever goes wrong in it, the parent gets
+None and computes the share itself, so the results never depend on it.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import marshal
 import os
@@ -68,6 +70,7 @@ class ForkedShare:
 def _run_child(compute: Callable[[], Any], readable: int, writable: int) -> NoReturn:
     status = 1
     try:
+        gc.disable()
         os.close(readable)
         data = marshal.dumps(compute())
         with os.fdopen(writable, "wb") as pipe:
