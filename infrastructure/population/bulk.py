@@ -39,6 +39,7 @@ from psycopg.rows import TupleRow, tuple_row
 from infrastructure.population.encoding import (
     HASH_BYTES,
     ID_BYTES,
+    PROBE_BYTES,
     EncodedChunk,
     event_fields,
     event_tuple,
@@ -75,9 +76,6 @@ _PGCOPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _PGCOPY_TRAILER = b"\xff\xff"
 
 
-_PROBE_ROW = struct.Struct(">hiqi16s" + "i8s" * 6 + "i?")
-
-
 @dataclass(frozen=True, slots=True)
 class Rows:
     """A batch's valid rows, in line order, as the parallel blobs of `EncodedChunk`."""
@@ -86,19 +84,44 @@ class Rows:
     ids: bytes
     hashes: bytes
     deaths: bytes
+    probes: bytes
+    events: list[bytes]
+    """Each row's events as a new citizen."""
+    by_id: list[int]
+    """The rows' positions in citizen id order: the order in which they are written, so
+    that inserting them walks each primary key in key order."""
 
     @classmethod
     def of(cls, chunks: Iterable[EncodedChunk]) -> Rows:
         chunks = list(chunks)
         lines = array("q")
+        events: list[bytes] = []
         for chunk in chunks:
             lines.extend(chunk.lines)
-        return cls(
+            data, ends = chunk.events, chunk.event_ends
+            events.extend(data[start:end] for start, end in zip((0, *ends), ends, strict=False))
+        return cls._sorted(
             lines,
             b"".join(c.ids for c in chunks),
             b"".join(c.hashes for c in chunks),
             b"".join(c.deaths for c in chunks),
+            b"".join(c.probes for c in chunks),
+            events,
         )
+
+    @classmethod
+    def _sorted(
+        cls,
+        lines: array[int],
+        ids: bytes,
+        hashes: bytes,
+        deaths: bytes,
+        probes: bytes,
+        events: list[bytes],
+    ) -> Rows:
+        keys = [ids[i : i + ID_BYTES] for i in range(0, len(ids), ID_BYTES)]
+        by_id = sorted(range(len(keys)), key=keys.__getitem__)
+        return cls(lines, ids, hashes, deaths, probes, events, by_id)
 
     def __len__(self) -> int:
         return len(self.lines)
@@ -110,16 +133,25 @@ class Rows:
     def row_hashes(self, index: int) -> Hashes:
         return unpack_hashes(self.hashes[index * HASH_BYTES : (index + 1) * HASH_BYTES])
 
+    def events_by_id(self) -> list[bytes]:
+        return [self.events[i] for i in self.by_id]
+
+    def probes_by_id(self) -> list[bytes]:
+        probes = self.probes
+        return [probes[i * PROBE_BYTES : (i + 1) * PROBE_BYTES] for i in self.by_id]
+
     def without(self, lines: Iterable[int]) -> Rows:
         dropped = set(lines)
         if not dropped:
             return self
         kept = [i for i, line in enumerate(self.lines) if line not in dropped]
-        return Rows(
+        return Rows._sorted(
             array("q", (self.lines[i] for i in kept)),
             b"".join(self.ids[i * ID_BYTES : (i + 1) * ID_BYTES] for i in kept),
             b"".join(self.hashes[i * HASH_BYTES : (i + 1) * HASH_BYTES] for i in kept),
             bytes(self.deaths[i] for i in kept),
+            b"".join(self.probes[i * PROBE_BYTES : (i + 1) * PROBE_BYTES] for i in kept),
+            [self.events[i] for i in kept],
         )
 
 
@@ -207,15 +239,11 @@ class Batch(ABC):
 
     @abstractmethod
     def write(
-        self,
-        new: Rows,
-        events: Sequence[bytes],
-        changes: Sequence[StoredEvent],
-        changed_rows: Sequence[IndexRow],
+        self, new: Rows, changes: Sequence[StoredEvent], changed_rows: Sequence[IndexRow]
     ) -> None:
         """Record the batch's events and index rows, and advance the index position.
 
-        `new` are the new citizens' rows, `events` their events (`event_tuple`s).
+        `new` are the new citizens' rows, whose events are written in citizen id order.
         """
 
     def fold_after(self, limit: int) -> tuple[int, set[UUID]]:
@@ -451,7 +479,7 @@ class _PostgresBatch(Batch):
         """COPY the rows into the session's batch table; joins with it probe indexes."""
         self.cursor.execute("SET LOCAL enable_hashjoin = off")
         self.cursor.execute("SET LOCAL enable_mergejoin = off")
-        self._copy(f"COPY {_PROBE} FROM STDIN (FORMAT BINARY)", _probe_rows(rows))
+        self._copy(f"COPY {_PROBE} FROM STDIN (FORMAT BINARY)", rows.probes_by_id())
         self._staged = len(rows)
 
     def classify(self, rows: Rows) -> Classified:
@@ -507,11 +535,7 @@ class _PostgresBatch(Batch):
         return Classified(new, list(changed.items()), sorted(repeated))
 
     def write(
-        self,
-        new: Rows,
-        events: Sequence[bytes],
-        changes: Sequence[StoredEvent],
-        changed_rows: Sequence[IndexRow],
+        self, new: Rows, changes: Sequence[StoredEvent], changed_rows: Sequence[IndexRow]
     ) -> None:
         if not new and not changes:
             return
@@ -527,7 +551,7 @@ class _PostgresBatch(Batch):
                 "COPY {} (originator_id, originator_version, topic, state)"
                 " FROM STDIN (FORMAT BINARY)"
             ).format(self.store.events),
-            [*events, *changed],
+            [*new.events_by_id(), *changed],
         )
         self.cursor.execute(
             sql.SQL(
@@ -605,24 +629,6 @@ def _extend(written: list[tuple[int, int]], after: int, last: int) -> None:
 
 def _multirange(written: Sequence[tuple[int, int]]) -> str:
     return "{" + ",".join(f"({after},{last}]" for after, last in written) + "}"
-
-
-def _probe_rows(rows: Rows) -> list[bytes]:
-    """The rows as binary COPY tuples of the batch table, in citizen id order: the joins
-    scan it in that order, so their lookups and inserts walk each index in key order."""
-    pack = _PROBE_ROW.pack
-    hashes = struct.iter_unpack("8s" * 6, rows.hashes)
-    tuples = [
-        (
-            citizen_id,
-            pack(9, 8, line, 16, citizen_id, 8, a, 8, b, 8, c, 8, d, 8, e, 8, f, 1, death == 1),
-        )
-        for line, citizen_id, (a, b, c, d, e, f), death in zip(
-            rows.lines, rows.citizen_ids(), hashes, rows.deaths, strict=True
-        )
-    ]
-    tuples.sort()
-    return [packed for _, packed in tuples]
 
 
 # SQLite
@@ -749,17 +755,13 @@ class _SQLiteBatch(Batch):
         return Classified(new, changed, repeated)
 
     def write(
-        self,
-        new: Rows,
-        events: Sequence[bytes],
-        changes: Sequence[StoredEvent],
-        changed_rows: Sequence[IndexRow],
+        self, new: Rows, changes: Sequence[StoredEvent], changed_rows: Sequence[IndexRow]
     ) -> None:
         if not new and not changes:
             return
         rows = [
             (UUID(bytes=citizen_id).hex, version, topic, state)
-            for citizen_id, version, topic, state in event_fields(b"".join(events))
+            for citizen_id, version, topic, state in event_fields(b"".join(new.events_by_id()))
         ]
         for e in changes:
             assert isinstance(e.originator_id, UUID)

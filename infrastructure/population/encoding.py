@@ -58,6 +58,12 @@ _MOBILE: Final = re.compile(r"0[35789][0-9]{8}")
 _TUPLE_HEAD: Final = struct.pack(">hi", 4, ID_BYTES)
 _LENGTH: Final = struct.Struct(">i")
 
+PROBE_BYTES: Final = 111
+"""The size of a row's tuple of the PostgreSQL import's batch table (see `EncodedChunk`)."""
+_PROBE_HEAD: Final = struct.Struct(">hiqi")
+_HASH_LENGTH: Final = _LENGTH.pack(8)
+_STATES_DEATH: Final = (struct.pack(">i?", 1, False), struct.pack(">i?", 1, True))
+
 
 class Rejected(NamedTuple):
     line: int
@@ -91,6 +97,9 @@ class EncodedChunk(NamedTuple):
     """48 bytes per row: `FieldHasher.digests` of the row's values."""
     deaths: bytes
     """One byte per row: 1 when the row states a date of death."""
+    probes: bytes
+    """`PROBE_BYTES` per row: the row as a binary COPY tuple of the PostgreSQL import's
+    batch table (line, citizen id, the six hashes, whether it states a death)."""
     events: bytes
     """Each row's events as a new citizen, as binary COPY tuples of the event table's
     (originator_id, originator_version, topic, state)."""
@@ -285,7 +294,19 @@ class ChunkEncoder:
         if odd:
             rows.sort()
         digests = self.hasher.digests
-        hashes = b"".join([digests(i, t) for i, t in zip(rows.ids, rows.texts, strict=True)])
+        probe_head = _PROBE_HEAD.pack
+        hashes: list[bytes] = []
+        probes: list[bytes] = []
+        for line, citizen_id, texts in zip(rows.lines, rows.ids, rows.texts, strict=True):
+            row_digests = digests(citizen_id, texts)
+            hashes.append(b"".join(row_digests))
+            probes.append(
+                probe_head(9, 8, line, ID_BYTES)
+                + citizen_id
+                + _HASH_LENGTH
+                + _HASH_LENGTH.join(row_digests)
+                + _STATES_DEATH[texts[5] != ""]
+            )
         hashed = time.perf_counter()
         timings["parse"] = parsed - started
         timings["encode"] = encoded - parsed
@@ -296,8 +317,9 @@ class ChunkEncoder:
             tuple(rejected),
             array("q", rows.lines),
             b"".join(rows.ids),
-            hashes,
+            b"".join(hashes),
             bytes(1 if t[5] else 0 for t in rows.texts),
+            b"".join(probes),
             b"".join(rows.events),
             array("Q", accumulate(map(len, rows.events))),
             timings,

@@ -46,7 +46,6 @@ from domain.errors import CitizenDeceased, CitizenMoved, DomainError, InvalidVal
 from infrastructure.population import encoding
 from infrastructure.population.bulk import BulkStore, PostgresBulkStore, Rows, SQLiteBulkStore
 from infrastructure.population.encoding import (
-    ID_BYTES,
     Chunk,
     ChunkEncoder,
     EncodedChunk,
@@ -366,7 +365,7 @@ class PopulationImport:
                     changed_rows.append(outcome[1])
             classified_at = time.perf_counter()
             new = set(classified.new)
-            store.write(_selected(rows, new), _new_events(encoded, new), changes, changed_rows)
+            store.write(_selected(rows, new), changes, changed_rows)
             written = time.perf_counter()
         message = "this ID number is on an earlier line of the file"
         rejected.extend(Rejected(line, Reason.DUPLICATE_ID.value, message) for line in repeated)
@@ -476,22 +475,6 @@ def _selected(rows: Rows, lines: set[int]) -> Rows:
     if len(lines) == len(rows):
         return rows
     return rows.without(line for line in rows.lines if line not in lines)
-
-
-def _new_events(encoded: Sequence[EncodedChunk], new: set[int]) -> list[bytes]:
-    """The events of the new citizens' rows, in citizen id order: inserting them walks the
-    event table's primary key in key order."""
-    events: list[tuple[bytes, bytes]] = []
-    for chunk in encoded:
-        start = 0
-        ids = chunk.ids
-        for offset, (line, end) in enumerate(zip(chunk.lines, chunk.event_ends, strict=True)):
-            if line in new:
-                citizen_id = ids[offset * ID_BYTES : (offset + 1) * ID_BYTES]
-                events.append((citizen_id, chunk.events[start:end]))
-            start = end
-    events.sort()
-    return [row_events for _, row_events in events]
 
 
 def rebuild_index(app: PopulationApp, id_key: bytes) -> int:

@@ -107,18 +107,14 @@ class FieldHasher:
         ).digest()
         return int.from_bytes(digest, "big", signed=True)
 
-    def digests(self, citizen_id: bytes, texts: Iterable[str]) -> bytes:
-        """The hashes of the six field texts (in `FIELDS` order), concatenated."""
+    def digests(self, citizen_id: bytes, texts: Iterable[str]) -> list[bytes]:
+        """The hashes of the six field texts (in `FIELDS` order), as 8-byte digests."""
         key = self._key
         blake2b = hashlib.blake2b
-        return b"".join(
-            [
-                blake2b(
-                    text.encode(), digest_size=8, key=key, salt=salt, person=citizen_id
-                ).digest()
-                for salt, text in zip(_SALTS, texts, strict=True)
-            ]
-        )
+        return [
+            blake2b(text.encode(), digest_size=8, key=key, salt=salt, person=citizen_id).digest()
+            for salt, text in zip(_SALTS, texts, strict=True)
+        ]
 
     def hashes(self, citizen_id: UUID, values: CitizenValues) -> Hashes:
         h = self.hash
@@ -134,7 +130,7 @@ class FieldHasher:
 
 
 def unpack_hashes(digests: bytes) -> Hashes:
-    """The six signed hashes of a `FieldHasher.digests` result."""
+    """The six signed hashes of the concatenated `FieldHasher.digests` of a row."""
     a, b, c, d, e, f = _HASHES.unpack(digests)
     return (a, b, c, d, e, f)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
@@ -24,6 +25,7 @@ from domain.errors import DomainError
 from infrastructure.population.encoding import (
     HASH_BYTES,
     ID_BYTES,
+    PROBE_BYTES,
     ChunkEncoder,
     EncodedChunk,
     event_fields,
@@ -121,10 +123,28 @@ def encoded_rows(
     return rows
 
 
+PROBE_ROW = struct.Struct(">hiqi16s" + "i8s" * 6 + "i?")
+"""The PostgreSQL batch table's tuple: line, citizen id, six hashes, states a death."""
+
+
+def assert_probes_hold_the_rows(encoded: EncodedChunk) -> None:
+    assert PROBE_ROW.size == PROBE_BYTES
+    assert len(encoded.probes) == PROBE_BYTES * len(encoded.lines)
+    for i, fields in enumerate(PROBE_ROW.iter_unpack(encoded.probes)):
+        count, line_length, line, id_length, citizen_id, *hashes, death_length, death = fields
+        assert (count, line_length, id_length, death_length) == (9, 8, ID_BYTES, 1)
+        assert hashes[0::2] == [8] * 6
+        assert line == encoded.lines[i]
+        assert citizen_id == encoded.ids[i * ID_BYTES : (i + 1) * ID_BYTES]
+        assert b"".join(hashes[1::2]) == encoded.hashes[i * HASH_BYTES : (i + 1) * HASH_BYTES]
+        assert death == (encoded.deaths[i] == 1)
+
+
 def assert_same_as_reference(data: bytes, fmt: RegisterFormat, **env: str) -> None:
     app = population_app(**env)
     encoded = encode(app, data, fmt)
     made, refused = reference(app, data, fmt)
+    assert_probes_hold_the_rows(encoded)
 
     assert {r.line: r.reason for r in encoded.rejected} == refused
     rows = encoded_rows(encoded)
