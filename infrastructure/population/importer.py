@@ -301,8 +301,9 @@ class PopulationImport:
     def _encoded(self, reader: ExtractReader) -> Iterator[Iterator[tuple[Chunk, EncodedChunk]]]:
         """Each chunk with its encoding, in order; in worker processes when there are any.
 
-        The workers start as soon as the first chunk gives the format, so their start-up
-        overlaps opening the store; they are waited for when the block ends.
+        While the workers start, this process encodes the first batch's chunks itself,
+        and the workers get the chunks after them; an extract that fits in one batch
+        starts no workers. They are waited for when the block ends.
         """
         chunks = reader.chunks()
         first = next(chunks, None)
@@ -313,23 +314,35 @@ class PopulationImport:
             return
         all_chunks = itertools.chain([first], chunks)
         if self.workers == 0:
-            encoder = ChunkEncoder(
-                self.app.mapper,
-                self.app.ids,
-                self.hasher,
-                self.today,
-                self.actor,
-                self.app.clock,
-                self._fmt,
-                self._header,
-            )
-            yield ((chunk, encoder.encode(chunk)) for chunk in all_chunks)
+            yield self._encoded_here(all_chunks)
+            return
+        window = 2 * self.workers + 2
+        here = list(itertools.islice(all_chunks, -(-self.batch_size // self.chunk_lines)))
+        ahead = list(itertools.islice(all_chunks, window))
+        if not ahead:
+            yield self._encoded_here(here)
             return
         config = WorkerConfig(
             _worker_env(self.app), self.id_key, self.today, self.actor, self._fmt, self._header
         )
         with _pool(self.workers, config) as pool:
-            yield _windowed(pool, all_chunks, window=2 * self.workers + 2)
+            pending = deque((c, pool.apply_async(encode_in_worker, (c,))) for c in ahead)
+            yield itertools.chain(
+                self._encoded_here(here), _windowed(pool, all_chunks, window, pending)
+            )
+
+    def _encoded_here(self, chunks: Iterable[Chunk]) -> Iterator[tuple[Chunk, EncodedChunk]]:
+        encoder = ChunkEncoder(
+            self.app.mapper,
+            self.app.ids,
+            self.hasher,
+            self.today,
+            self.actor,
+            self.app.clock,
+            self._fmt,
+            self._header,
+        )
+        return ((chunk, encoder.encode(chunk)) for chunk in chunks)
 
     def _import(self, batch: list[tuple[Chunk, EncodedChunk]]) -> None:
         summary = self.summary
@@ -519,10 +532,13 @@ def _pool(workers: int, config: WorkerConfig) -> Iterator[Pool]:
 
 
 def _windowed(
-    pool: Pool, chunks: Iterable[Chunk], window: int
+    pool: Pool,
+    chunks: Iterable[Chunk],
+    window: int,
+    pending: deque[tuple[Chunk, AsyncResult[EncodedChunk]]],
 ) -> Iterator[tuple[Chunk, EncodedChunk]]:
-    """Chunks with their encodings in order, at most `window` chunks ahead (bounded memory)."""
-    pending: deque[tuple[Chunk, AsyncResult[EncodedChunk]]] = deque()
+    """Chunks with their encodings in order, after those `pending` in the pool, at most
+    `window` chunks ahead (bounded memory)."""
     for chunk in chunks:
         pending.append((chunk, pool.apply_async(encode_in_worker, (chunk,))))
         if len(pending) >= window:

@@ -403,7 +403,7 @@ def test_the_command_imports_a_file_and_writes_its_rejects(tmp_path: Path) -> No
     source.write_bytes(extract(200, 31, 0.1, "csv"))
     command = [sys.executable, "-c", "from api.cli.main import app; app()"]
     done = subprocess.run(
-        [*command, "population", "import", str(source), "--workers", "1"],
+        [*command, "population", "import", str(source), "--workers", "1", "--batch-size", "20"],
         env=_cli_env(settings, tmp_path),
         capture_output=True,
         check=True,
