@@ -316,8 +316,11 @@ class PopulationImport:
         if self.workers == 0:
             yield self._encoded_here(all_chunks)
             return
-        window = 2 * self.workers + 2
-        here = list(itertools.islice(all_chunks, -(-self.batch_size // self.chunk_lines)))
+        per_batch = -(-self.batch_size // self.chunk_lines)
+        # A batch's worth ahead beyond the workers' own: they keep encoding while a batch
+        # is written.
+        window = per_batch + 2 * self.workers + 2
+        here = list(itertools.islice(all_chunks, per_batch))
         ahead = list(itertools.islice(all_chunks, window))
         if not ahead:
             yield self._encoded_here(here)
