@@ -57,10 +57,10 @@ def bootstrap(
 ) -> Registry:
     """Wire the three contexts. Tables are created here only for SQLite unless asked;
     on PostgreSQL, `vaxreg migrate` creates them (see `migrate`)."""
-    create = (not settings.uses_postgres) if create_tables is None else create_tables
+    create = _creates_tables(settings, create_tables)
     ids = IdDeriver(settings.id_key)
     qr_tokens = QrTokens(settings.secret_keys.derived(QR_PURPOSE))
-    population = PopulationApp(settings.application_env("population", create), clock, ids)
+    population = population_context(settings, clock, create, ids)
     mobility = MobilityApp(
         settings.application_env("mobility", create),
         clock,
@@ -74,6 +74,25 @@ def bootstrap(
     )
     access_log = AccessLog(settings.application_env("access", create))
     return Registry(settings, clock, ids, population, mobility, immunization, access_log, qr_tokens)
+
+
+def population_context(
+    settings: Settings,
+    clock: Clock = utc_now,
+    create_tables: bool | None = None,
+    ids: IdDeriver | None = None,
+) -> PopulationApp:
+    """The population context alone, for the register's import tools (the others' stores
+    and connections stay closed)."""
+    return PopulationApp(
+        settings.application_env("population", _creates_tables(settings, create_tables)),
+        clock,
+        ids or IdDeriver(settings.id_key),
+    )
+
+
+def _creates_tables(settings: Settings, create_tables: bool | None) -> bool:
+    return (not settings.uses_postgres) if create_tables is None else create_tables
 
 
 def migrate(settings: Settings) -> list[str]:

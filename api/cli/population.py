@@ -13,7 +13,7 @@ from typing import Annotated, BinaryIO, TextIO
 
 import typer
 
-from infrastructure.bootstrap import bootstrap
+from infrastructure.bootstrap import population_context
 from infrastructure.population.encoding import Rejected
 from infrastructure.population.generator import generate_register, injected_errors
 from infrastructure.population.importer import (
@@ -111,7 +111,7 @@ def import_extract(
         "rejects.ndjson" if source == "-" else f"{source}.rejects.ndjson"
     )
     settings = load_settings()
-    registry = bootstrap(settings)
+    population = population_context(settings)
     try:
         with (
             open_extract(source) as stream,
@@ -128,7 +128,7 @@ def import_extract(
                     bar.update(summary.rows, reader.bytes_read)
 
             importer = PopulationImport(
-                registry.population,
+                population,
                 settings.id_key,
                 batch_size=batch_size,
                 workers=workers,
@@ -139,7 +139,7 @@ def import_extract(
             if bar is not None:
                 bar.finish()
     finally:
-        registry.close()
+        population.close()
     typer.echo(json.dumps({**summary.as_dict(), "rejects_file": str(rejects_path)}))
 
 
@@ -152,9 +152,9 @@ def _file_size(stream: BinaryIO) -> int | None:
 def rebuild_import_index() -> None:
     """Derive the import's change-detection index again from the population events."""
     settings = load_settings()
-    registry = bootstrap(settings)
+    population = population_context(settings)
     try:
-        events = rebuild_index(registry.population, settings.id_key)
+        events = rebuild_index(population, settings.id_key)
     finally:
-        registry.close()
+        population.close()
     typer.echo(f"import index rebuilt from {events} events")

@@ -6,9 +6,7 @@ from datetime import date, timedelta
 from typing import Annotated
 
 import typer
-import uvicorn
 
-from api.http.access import log_config
 from api.http.security import Role, TokenIssuer
 from application.commands import Request
 from domain.base import Actor
@@ -35,6 +33,10 @@ def serve(
     ] = False,
 ) -> None:
     """Run the HTTP API (OpenAPI documentation at /docs)."""
+    import uvicorn  # the web stack is imported by this command only: the others start faster
+
+    from api.http.access import log_config
+
     settings = load_settings()
     if not settings.uses_postgres and workers > 1:
         typer.echo(
