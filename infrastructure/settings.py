@@ -6,6 +6,7 @@ read models in process. With PostgreSQL configured, the secret and id keys must 
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from collections.abc import Mapping
@@ -70,33 +71,58 @@ class Settings:
         return env
 
 
+class SettingsError(ValueError):
+    """A setting is missing or unreadable; the message names the variable."""
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     data_dir = Path(env.get("VAXREG_DATA_DIR", "var"))
     database_url = env.get("VAXREG_DATABASE_URL") or f"sqlite:///{data_dir / 'events'}"
     if not database_url.startswith(("postgresql://", "postgres://", "sqlite:///")):
-        raise ValueError("VAXREG_DATABASE_URL is postgresql://user@host:port/db or sqlite:///dir")
+        raise SettingsError(
+            "VAXREG_DATABASE_URL is postgresql://user@host:port/db or sqlite:///dir"
+        )
     embedded = database_url.startswith("sqlite:///")
     secret = env.get("VAXREG_SECRET_KEY") or _kept_secret(data_dir, "secret_key", embedded)
     id_key = env.get("VAXREG_ID_KEY") or _kept_secret(data_dir, "id_key", embedded)
+    try:
+        secret_keys = KeyRing.from_setting(secret)
+    except ValueError as error:
+        raise SettingsError(f"VAXREG_SECRET_KEY: {error}") from error
     return Settings(
         database_url=database_url,
         redis_url=env.get("VAXREG_REDIS_URL") or None,
         redis_namespace=env.get("VAXREG_REDIS_NAMESPACE", "vaxreg"),
-        secret_keys=KeyRing.from_setting(secret),
+        secret_keys=secret_keys,
         id_key=id_key.encode(),
         encryption_key=env.get("VAXREG_ENCRYPTION_KEY") or None,
         data_dir=data_dir,
-        declaration_validity=timedelta(hours=float(env.get("VAXREG_DECLARATION_HOURS", "72"))),
-        pool_size=int(env.get("VAXREG_POSTGRES_POOL_SIZE", "2")),
-        rebuild_citizens=int(env.get("VAXREG_REBUILD_CITIZENS", "200000")),
+        declaration_validity=timedelta(hours=_number(env, "VAXREG_DECLARATION_HOURS", 72.0)),
+        pool_size=int(_number(env, "VAXREG_POSTGRES_POOL_SIZE", 2, whole=True)),
+        rebuild_citizens=int(_number(env, "VAXREG_REBUILD_CITIZENS", 200_000, whole=True)),
     )
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, whole: bool = False) -> float:
+    """A positive number from `env`, `default` when unset."""
+    text = env.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text) if whole else float(text)
+    except ValueError:
+        value = 0
+    if not 0 < value < math.inf:
+        kind = "a positive whole number" if whole else "a positive number"
+        raise SettingsError(f"{name} must be {kind}, not {text!r}")
+    return value
 
 
 def _kept_secret(data_dir: Path, name: str, embedded: bool) -> str:
     """Generate a key once for the embedded default and keep it; servers must be given one."""
     if not embedded:
-        raise ValueError(f"VAXREG_{name.upper()} must be set when using PostgreSQL")
+        raise SettingsError(f"VAXREG_{name.upper()} must be set when using PostgreSQL")
     path = data_dir / name
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,10 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated
 
+import psycopg
+import redis
 import typer
+from eventsourcing.persistence import OperationalError
 
 from api.cli.bench import bench_app
 from api.cli.population import population_app
@@ -17,7 +20,7 @@ from application.audit import History
 from domain.errors import DomainError
 from domain.identity import parse_person_id
 from infrastructure.bootstrap import bootstrap, migrate
-from infrastructure.settings import load_settings
+from infrastructure.settings import SettingsError, load_settings
 
 app = typer.Typer(
     help="vaxreg: national vaccination and citizen-mobility registry.",
@@ -33,6 +36,21 @@ app.command("faults")(faults)
 app.command("soak")(soak)
 app.add_typer(population_app, name="population")
 app.add_typer(bench_app, name="bench")
+
+UNREACHABLE = (OperationalError, psycopg.OperationalError, redis.exceptions.ConnectionError)
+
+
+def main() -> None:
+    """`vaxreg`: a wrong setting or a store that cannot be reached is one line on stderr
+    (exit status 2 and 1), not a traceback."""
+    try:
+        app()
+    except SettingsError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise SystemExit(2) from error
+    except UNREACHABLE as error:
+        typer.echo(f"error: a store cannot be reached: {error}", err=True)
+        raise SystemExit(1) from error
 
 
 @app.command("migrate")

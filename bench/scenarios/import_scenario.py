@@ -134,7 +134,7 @@ def _run_import(
     command = [
         sys.executable,
         "-c",
-        "from api.cli.main import app; app()",
+        "from api.cli.main import main; main()",
         "population",
         "import",
         str(extract),

@@ -357,7 +357,7 @@ def test_a_killed_import_resumes_to_the_store_of_one_clean_run(
     command = [
         sys.executable,
         "-c",
-        "from api.cli.main import app; app()",
+        "from api.cli.main import main; main()",
         "population",
         "import",
         "-",
@@ -401,7 +401,7 @@ def test_the_command_imports_a_file_and_writes_its_rejects(tmp_path: Path) -> No
     build_registry(settings, MovableClock()).close()
     source = tmp_path / "extract.csv"
     source.write_bytes(extract(200, 31, 0.1, "csv"))
-    command = [sys.executable, "-c", "from api.cli.main import app; app()"]
+    command = [sys.executable, "-c", "from api.cli.main import main; main()"]
     done = subprocess.run(
         [*command, "population", "import", str(source), "--workers", "1", "--batch-size", "20"],
         env=_cli_env(settings, tmp_path),
