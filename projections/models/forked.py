@@ -60,7 +60,7 @@ class ForkedShare:
         _, status = os.waitpid(self._pid, 0)
         if status == 0 and self._received:
             try:
-                return marshal.loads(self._received[0])
+                return marshal.loads(self._received.pop())
             except (EOFError, ValueError, TypeError):
                 pass
         logger.warning("a forked share failed (wait status %d): computing it here", status)
