@@ -16,6 +16,7 @@ import gc
 import logging
 import marshal
 import os
+import signal
 import threading
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -55,8 +56,15 @@ class ForkedShare:
         with os.fdopen(readable, "rb") as pipe:
             self._received.append(pipe.read())
 
-    def result(self) -> Any | None:
-        self._reader.join()
+    def result(self, timeout: float) -> Any | None:
+        """What the child computed, or None if it failed or is not done within `timeout`
+        seconds (it is killed then)."""
+        self._reader.join(timeout)
+        if self._reader.is_alive():
+            os.kill(self._pid, signal.SIGKILL)
+            os.waitpid(self._pid, 0)
+            logger.warning("a forked share took over %.0f s: computing it here", timeout)
+            return None
         _, status = os.waitpid(self._pid, 0)
         if status == 0 and self._received:
             try:

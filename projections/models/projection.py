@@ -31,6 +31,7 @@ rebuild holds many states at once.
 from __future__ import annotations
 
 import json
+import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -253,6 +254,12 @@ _TOUCHED = "citizens"
 _RISK = "risk"
 
 
+CHILD_GRACE_SECONDS = 30.0
+CHILD_SLOWDOWN = 3.0
+"""A forked child gets this many times as long as the parent took for its own half (at
+least the grace) before the parent gives up on it and derives its half itself."""
+
+
 class CitizenProjection(Projection):
     name = NAME
     contexts = ("population", "mobility", "immunization")
@@ -358,10 +365,12 @@ class CitizenProjection(Projection):
         `touched`."""
         theirs = [touched.popitem() for _ in range(len(touched) // 2)]
         child = ForkedShare(lambda: [tuple(self._derive_anew(p, t.state, risk)) for p, t in theirs])
+        started = time.monotonic()
         while touched:
             pseudonym, t = touched.popitem()
             self._rewrite(view, pseudonym, t, self._derive_anew(pseudonym, t.state, risk))
-        derived = child.result()
+        ours = time.monotonic() - started
+        derived = child.result(timeout=max(CHILD_GRACE_SECONDS, CHILD_SLOWDOWN * ours))
         if derived is None:
             touched.update(theirs)
             return

@@ -3,6 +3,7 @@ and the share of a derivation a forked child computes."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime, timedelta
 
 from hypothesis import given, settings
@@ -133,6 +134,12 @@ def test_kept_doses_equal_doses_made_by_their_constructor() -> None:
 
 def test_a_forked_share_returns_what_its_child_computed_or_none_when_it_failed() -> None:
     computed = [(b"v" * 70_000, {("a:079", b"m", 1.5)}, {("sp", "079|18-49|first"): 1})]
-    assert ForkedShare(lambda: computed).result() == computed
-    assert ForkedShare(lambda: 1 // 0).result() is None
-    assert ForkedShare(lambda: object()).result() is None
+    assert ForkedShare(lambda: computed).result(timeout=30) == computed
+    assert ForkedShare(lambda: 1 // 0).result(timeout=30) is None
+    assert ForkedShare(lambda: object()).result(timeout=30) is None
+
+
+def test_a_forked_share_that_takes_too_long_is_killed() -> None:
+    started = time.monotonic()
+    assert ForkedShare(lambda: time.sleep(60)).result(timeout=0.5) is None
+    assert time.monotonic() - started < 10
