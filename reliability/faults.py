@@ -35,7 +35,8 @@ from typing import Any, cast
 import httpx
 from eventsourcing.domain import DomainEvent
 
-from api.http.security import Role, TokenIssuer
+from api.http.roles import Role
+from api.http.security import TokenIssuer
 from application.commands import Request
 from bench.servers import Server, start_server
 from domain.base import Actor

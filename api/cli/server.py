@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from api.http.security import Role, TokenIssuer
+from api.http.roles import Role
 from application.commands import Request
 from domain.base import Actor
 from domain.errors import DomainError
@@ -15,6 +15,9 @@ from infrastructure.bootstrap import bootstrap
 from infrastructure.population.generator import generate_register
 from infrastructure.population.rows import RowRejected, parse_row
 from infrastructure.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from api.http.security import TokenIssuer
 
 APP_FACTORY = "api.http.app:app_from_environment"
 DEMO_CITIZENS = 200
@@ -75,7 +78,7 @@ def token(
     ttl: Annotated[float, typer.Option(min=0.01, help="Lifetime in hours.")] = 8.0,
 ) -> None:
     """Mint an access token signed with the current key of VAXREG_SECRET_KEY."""
-    issuer = TokenIssuer(load_settings().secret_keys)
+    issuer = _issuer(load_settings())
     try:
         minted = issuer.mint(role, subject, unit, checkpoint, scopes or (), timedelta(hours=ttl))
     except DomainError as error:
@@ -109,9 +112,16 @@ def load_demo(settings: Settings, count: int = DEMO_CITIZENS) -> int:
         registry.close()
 
 
+def _issuer(settings: Settings) -> TokenIssuer:
+    """Imported here, like the web stack in `serve`: the other commands start without it."""
+    from api.http.security import TokenIssuer
+
+    return TokenIssuer(settings.secret_keys)
+
+
 def demo_tokens(settings: Settings, citizen: str) -> list[str]:
     """One ready-to-use token per role, as lines to print."""
-    issuer = TokenIssuer(settings.secret_keys)
+    issuer = _issuer(settings)
     minted = {
         "admin": issuer.mint(Role.ADMIN, "demo-admin"),
         f"medical_staff (unit {DEMO_UNIT})": issuer.mint(

@@ -13,11 +13,11 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, Header, Request, Response
 
 from api.http.command_threads import CommandThreads
+from api.http.roles import Role
 from api.http.schemas.commands import Accepted
 from api.http.security import (
     BearerCredentials,
     Principal,
-    Role,
     ensure_role,
     principal_of,
     token_verifier_of,

@@ -31,10 +31,10 @@ from api.http.problems import (
     problem_responses,
     scope_header,
 )
+from api.http.roles import Role
 from api.http.routers.queries import POSITION_PATTERN, reach, read_models
 from api.http.security import (
     AuthenticationError,
-    Role,
     TokenVerifier,
     ensure_role,
     verify_without_blocking,

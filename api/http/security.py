@@ -33,7 +33,6 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Annotated, Any, Protocol
 
 import jwt
@@ -43,6 +42,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from api.http.problems import ProblemError
+from api.http.roles import Role
 from domain.errors import DomainError, InvalidValue
 from domain.identity import NationalId
 from infrastructure.keys import KeyRing
@@ -63,15 +63,6 @@ MAX_REMEMBERED = 10_000
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-class Role(StrEnum):
-    ADMIN = "admin"
-    MEDICAL_STAFF = "medical_staff"
-    CHECKPOINT_OFFICER = "checkpoint_officer"
-    CITIZEN = "citizen"
-    AUDITOR = "auditor"
-    INTEGRATOR = "integrator"
 
 
 class AuthenticationError(ProblemError):

@@ -20,7 +20,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from api.http.security import Role, TokenIssuer
+from api.http.roles import Role
+from api.http.security import TokenIssuer
 from application.commands import Request
 from bench.harness import BenchContext
 from bench.servers import Server

@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 import urllib.request
 
-from api.http.security import Role
+from api.http.roles import Role
 from bench.harness import BenchContext, scenario
 from bench.loadgen import run_http_load
 from bench.results import Result

@@ -13,8 +13,9 @@ from typing import Any
 import jwt
 import pytest
 
+from api.http.roles import Role
 from api.http.schemas.events import EVENT_CONTEXTS
-from api.http.security import Role, TokenIssuer
+from api.http.security import TokenIssuer
 from domain.identity import NationalId
 from infrastructure.bootstrap import Registry
 from infrastructure.keys import KeyRing

@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 
 from api.http.app import create_app
-from api.http.security import Role, TokenIssuer
+from api.http.roles import Role
+from api.http.security import TokenIssuer
 from infrastructure.bootstrap import Registry
 from tests.support.registry import ADMIN, LAN, MovableClock, build_registry, registry_settings
 

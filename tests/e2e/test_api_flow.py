@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 
-from api.http.security import Role
+from api.http.roles import Role
 from domain.identity import NationalId
 from infrastructure.bootstrap import Registry
 from projections.runtime import ProjectionRuntime

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import redis
 
-from api.http.security import Role
+from api.http.roles import Role
 from domain.identity import parse_person_id
 from infrastructure.bootstrap import Registry
 from projections.runtime import ProjectionRuntime

@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 
 from api.http.app import MAX_BODY_BYTES, create_app
-from api.http.security import Role, TokenIssuer
+from api.http.roles import Role
+from api.http.security import TokenIssuer
 from infrastructure.bootstrap import Registry
 from projections.runtime import ProjectionRuntime
 from tests.e2e.test_api_contract import MATRIX, PUBLIC, token

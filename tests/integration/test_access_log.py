@@ -13,7 +13,8 @@ from fastapi.testclient import TestClient
 
 from api.http.access import WATCHED, Watched, reader_of
 from api.http.app import create_app
-from api.http.security import Role, TokenIssuer
+from api.http.roles import Role
+from api.http.security import TokenIssuer
 from application.access_log import AccessEntry, AccessLog, AccessRecorder
 from domain.base import Actor
 from infrastructure.bootstrap import Registry

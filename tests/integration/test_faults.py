@@ -19,7 +19,7 @@ import httpx
 import psycopg
 import pytest
 
-from api.http.security import Role
+from api.http.roles import Role
 from domain.dose_rules import DoseContext, violations
 from reliability.faults import Stack, count_store, run_faults, running_stack, seed
 

@@ -23,8 +23,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from api.http.problems import install_problem_handlers
+from api.http.roles import Role
 from api.http.routers.imports import router
-from api.http.security import MemoryRevocationList, Role, TokenIssuer, TokenVerifier
+from api.http.security import MemoryRevocationList, TokenIssuer, TokenVerifier
 from application.commands import Request
 from domain.areas import AreaCode
 from domain.base import Actor

@@ -23,7 +23,8 @@ from eventsourcing.cipher import AESCipher
 
 from api.cli import server as cli_server
 from api.http.access import MaskPersonalData, log_config, mask
-from api.http.security import Role, TokenIssuer
+from api.http.roles import Role
+from api.http.security import TokenIssuer
 from bench.servers import Server, start_server
 from infrastructure.bootstrap import migrate
 from infrastructure.settings import load_settings

@@ -8,7 +8,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from api.http.app import create_app
-from api.http.security import Role, TokenIssuer
+from api.http.roles import Role
+from api.http.security import TokenIssuer
 from infrastructure.bootstrap import Registry
 
 UNIT = "79-HCM-001"

@@ -15,11 +15,11 @@ from typer.testing import CliRunner
 from api.cli.server import demo_tokens, load_demo, serve, token
 from api.http.command_threads import CommandThreads
 from api.http.metrics import MetricsRegistry
+from api.http.roles import Role
 from api.http.routers.events import decode_cursor, encode_cursor
 from api.http.security import (
     AuthenticationError,
     MemoryRevocationList,
-    Role,
     TokenIssuer,
     TokenVerifier,
 )

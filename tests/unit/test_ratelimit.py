@@ -11,11 +11,11 @@ from fastapi.testclient import TestClient
 
 from api.http.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
 from api.http.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter, rate_limit
+from api.http.roles import Role
 from api.http.security import (
     KeyRing,
     MemoryRevocationList,
     Principal,
-    Role,
     TokenIssuer,
     TokenVerifier,
     require,

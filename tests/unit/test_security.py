@@ -13,6 +13,7 @@ from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
 from api.http.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
+from api.http.roles import Role
 from api.http.security import (
     ACCESS_TOKEN_PURPOSE,
     AuthenticationError,
@@ -21,7 +22,6 @@ from api.http.security import (
     MemoryRevocationList,
     Principal,
     RedisRevocationList,
-    Role,
     TokenIssuer,
     TokenVerifier,
     ensure_checkpoint,

@@ -10,7 +10,8 @@ from starlette.concurrency import run_in_threadpool
 
 from api.http.dependencies import API_PREFIX, RegistryDep
 from api.http.problems import problem_responses
-from api.http.security import Principal, Role, require
+from api.http.roles import Role
+from api.http.security import Principal, require
 from application.access_log import AccessLog
 from domain.errors import InvalidValue
 from domain.identity import parse_person_id

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, Response
 
 from api.http.dependencies import API_PREFIX, Caller, RegistryDep, accepted, caller
 from api.http.problems import problem_responses
+from api.http.roles import Role
 from api.http.schemas.commands import Accepted, CheckIn, CheckRecorded
-from api.http.security import Role
 from domain.identity import parse_person_id
 
 router = APIRouter(prefix=f"{API_PREFIX}/checks", tags=["mobility"])

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Path, Response
 
 from api.http.dependencies import API_PREFIX, Caller, RegistryDep, accepted, caller
 from api.http.problems import problem_responses
+from api.http.roles import Role
 from api.http.schemas.commands import (
     Accepted,
     CitizenChanged,
@@ -19,7 +20,7 @@ from api.http.schemas.commands import (
     RecordMoved,
     ResidenceIn,
 )
-from api.http.security import Role, ensure_own_record
+from api.http.security import ensure_own_record
 from application.commands import Outcome
 from application.corrections import move_person
 from application.population import CitizenDetails

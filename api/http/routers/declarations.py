@@ -10,8 +10,9 @@ from fastapi import APIRouter, Depends, Request, Response
 from api.http.dependencies import API_PREFIX, Caller, RegistryDep, accepted, caller
 from api.http.problems import problem_responses
 from api.http.ratelimit import RateLimiter, get_rate_limiter, rate_limit
+from api.http.roles import Role
 from api.http.schemas.commands import Accepted, DeclarationIn, DeclarationMade
-from api.http.security import Role, ensure_checkpoint, ensure_own_record
+from api.http.security import ensure_checkpoint, ensure_own_record
 from application.mobility import HealthStatement
 from domain.areas import AreaCode
 from domain.identity import parse_person_id

@@ -27,8 +27,9 @@ from starlette.responses import StreamingResponse
 
 from api.http.dependencies import API_PREFIX, registry_of
 from api.http.problems import problem_responses
+from api.http.roles import Role
 from api.http.schemas.events import EVENT_CONTEXTS, FeedEvent, FeedPage, topic_of
-from api.http.security import IDENTIFIERS_SCOPE, Principal, Role, require
+from api.http.security import IDENTIFIERS_SCOPE, Principal, require
 from application.commands import RegistryApplication
 from application.plain import event_data, event_type
 from domain.errors import InvalidValue

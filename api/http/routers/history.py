@@ -10,8 +10,9 @@ from pydantic import AwareDatetime
 
 from api.http.dependencies import API_PREFIX, RegistryDep
 from api.http.problems import problem_responses
+from api.http.roles import Role
 from api.http.schemas.queries import HistoryOut
-from api.http.security import Principal, Role, require
+from api.http.security import Principal, require
 from domain.identity import parse_person_id
 
 router = APIRouter(prefix=f"{API_PREFIX}/citizens", tags=["audit"])

@@ -19,7 +19,8 @@ from pydantic import BaseModel
 
 from api.http.dependencies import API_PREFIX, RegistryDep, actor_of
 from api.http.problems import ProblemError, problem_responses
-from api.http.security import Principal, Role, require
+from api.http.roles import Role
+from api.http.security import Principal, require
 from infrastructure.population.encoding import Rejected
 from infrastructure.population.importer import PopulationImport
 

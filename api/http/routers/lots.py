@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, Path, Response
 
 from api.http.dependencies import API_PREFIX, Caller, RegistryDep, accepted, caller
 from api.http.problems import problem_responses
+from api.http.roles import Role
 from api.http.schemas.commands import Accepted, LotChanged, LotIn, RecallIn
-from api.http.security import Role
 
 router = APIRouter(prefix=f"{API_PREFIX}/lots", tags=["lots"])
 

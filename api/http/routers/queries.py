@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.http.dependencies import API_PREFIX, RegistryDep, registry_of
 from api.http.problems import ServiceUnavailable, problem_responses
-from api.http.security import Principal, Role, ensure_own_record, ensure_unit, require
+from api.http.roles import Role
+from api.http.security import Principal, ensure_own_record, ensure_unit, require
 from domain.areas import AreaCode
 from domain.errors import CitizenNotFound, InvalidValue
 from domain.identity import parse_person_id

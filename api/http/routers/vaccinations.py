@@ -22,6 +22,7 @@ from api.http.dependencies import (
     run_command,
 )
 from api.http.problems import problem_responses
+from api.http.roles import Role
 from api.http.schemas.commands import (
     Accepted,
     AdverseEventIn,
@@ -40,7 +41,7 @@ from api.http.schemas.commands import (
     ScreeningRecorded,
     VaccinationRegistrationIn,
 )
-from api.http.security import Principal, Role, ensure_unit
+from api.http.security import Principal, ensure_unit
 from application.immunization import DoseGiven, IdentityAtSite
 from domain.identity import PersonId, parse_person_id
 from infrastructure.bootstrap import Registry
