@@ -6,10 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated
 
-import psycopg
-import redis
 import typer
-from eventsourcing.persistence import OperationalError
 
 from api.cli.bench import bench_app
 from api.cli.population import population_app
@@ -21,6 +18,7 @@ from domain.errors import DomainError
 from domain.identity import parse_person_id
 from infrastructure.bootstrap import bootstrap, migrate
 from infrastructure.settings import SettingsError, load_settings
+from infrastructure.unavailable import STORES_DOWN
 
 app = typer.Typer(
     help="vaxreg: national vaccination and citizen-mobility registry.",
@@ -37,8 +35,6 @@ app.command("soak")(soak)
 app.add_typer(population_app, name="population")
 app.add_typer(bench_app, name="bench")
 
-UNREACHABLE = (OperationalError, psycopg.OperationalError, redis.exceptions.ConnectionError)
-
 
 def main() -> None:
     """`vaxreg`: a wrong setting or a store that cannot be reached is one line on stderr
@@ -48,7 +44,7 @@ def main() -> None:
     except SettingsError as error:
         typer.echo(f"error: {error}", err=True)
         raise SystemExit(2) from error
-    except UNREACHABLE as error:
+    except STORES_DOWN as error:
         typer.echo(f"error: a store cannot be reached: {error}", err=True)
         raise SystemExit(1) from error
 

@@ -28,9 +28,6 @@ import uuid
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any, ClassVar
 
-import psycopg
-import redis.exceptions
-from eventsourcing.persistence import InterfaceError, OperationalError
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -50,6 +47,7 @@ from domain.errors import (
     IdempotencyKeyReused,
     LotNotFound,
 )
+from infrastructure.unavailable import STORES_DOWN
 from projections.stores import ReadModelsUnavailable
 
 logger = logging.getLogger(__name__)
@@ -58,17 +56,8 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://vaxreg.example/problems/"
 RESERVED_MEMBERS = frozenset({"type", "title", "status", "detail", "code", "instance"})
 STORE_RETRY_AFTER_SECONDS = 5
-STORE_DOWN: tuple[type[Exception], ...] = (
-    OperationalError,
-    InterfaceError,
-    psycopg.OperationalError,
-    psycopg.InterfaceError,
-)
-"""Errors meaning the event store does not answer (connection refused, pool timeout)."""
 UNAVAILABLE: tuple[type[Exception], ...] = (
-    *STORE_DOWN,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
+    *STORES_DOWN,
     ReadModelsUnavailable,
 )
 """Errors answered 503 with ``Retry-After``: a store does not answer, or the read models
