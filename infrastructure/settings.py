@@ -49,6 +49,7 @@ class Settings:
             url = urlsplit(self.database_url)
             env |= {
                 "PERSISTENCE_MODULE": "eventsourcing.postgres",
+                "APPLICATION_RECORDER_TOPIC": "infrastructure.recorders:OneTripRecorder",
                 "POSTGRES_DBNAME": url.path.lstrip("/") or "postgres",
                 "POSTGRES_HOST": url.hostname or "127.0.0.1",
                 "POSTGRES_PORT": str(url.port or 5432),
