@@ -64,7 +64,12 @@ class EnumAsValue(Transcoding):
 
 
 class DataclassAsDict(Transcoding):
-    """A frozen dataclass by its fields; tuple fields come back as tuples, not lists."""
+    """A frozen dataclass by its fields; tuple fields come back as tuples, not lists.
+
+    A stored value with every field is decoded without its constructor: it was checked
+    when it was made, and a check made stricter since must not make history unreadable.
+    One stored before a field was added goes through the constructor, which fills it in.
+    """
 
     def __init__(self, dataclass_type: type[Any], name: str) -> None:
         self.type = dataclass_type
@@ -78,8 +83,13 @@ class DataclassAsDict(Transcoding):
 
     def decode(self, data: dict[str, Any]) -> Any:
         for field in self._tuple_fields:
-            data[field] = tuple(data[field])
-        return self.type(**data)
+            if field in data:
+                data[field] = tuple(data[field])
+        if len(data) != len(self._names):
+            return self.type(**data)
+        obj: Any = object.__new__(self.type)
+        obj.__dict__.update(data)
+        return obj
 
 
 def _is_tuple(hint: Any) -> bool:
