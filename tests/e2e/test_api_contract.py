@@ -121,9 +121,9 @@ def _call(client: TestClient, method: str, path: str, headers: dict[str, str]) -
     if path.endswith("/stream"):
         with client.stream(method, path, params={"timeout": 0.05}, headers=headers) as reply:
             reply.read()
-            return reply.status_code
-    body = {} if method == "POST" else None
-    return client.request(method, path, json=body, headers=headers).status_code
+            return int(reply.status_code)
+    body: dict[str, object] | None = {} if method == "POST" else None
+    return int(client.request(method, path, json=body, headers=headers).status_code)
 
 
 @pytest.mark.parametrize("role", [*Role, None], ids=[*(r.value for r in Role), "anonymous"])

@@ -17,7 +17,8 @@ from application.population import CitizenDetails
 from domain.areas import AreaCode
 from domain.doses import ScreeningOutcome
 from domain.errors import LotUnusable
-from domain.identity import NationalId, Sex, century_sex_digit
+from domain.identity import NationalId, PersonId, Sex, century_sex_digit
+from domain.vaccination import VaccinationRecord
 from infrastructure.bootstrap import Registry, bootstrap
 from tests.support.registry import (
     ADMIN,
@@ -29,6 +30,12 @@ from tests.support.registry import (
 )
 
 CITIZENS = 60
+
+
+def _record(registry: Registry, person: PersonId) -> VaccinationRecord:
+    record = registry.immunization.vaccination_record(person)
+    assert record is not None
+    return record
 
 
 def _citizen(n: int) -> CitizenDetails:
@@ -92,10 +99,9 @@ def test_a_conflicting_member_fails_alone_and_the_rest_of_its_batch_commits(
         registry.population.register_citizen(ADMIN, person)
         site = IdentityAtSite(person.person, person.full_name, person.date_of_birth)
         registry.immunization.register_for_vaccination(Request(NURSE), site, 1)
-    records = [registry.immunization.vaccination_record(p.person) for p in people]
+    records = [_record(registry, p.person) for p in people]
     registry.immunization.screen(Request(NURSE), people[1].person, ScreeningOutcome.ELIGIBLE)
     for record in records:
-        assert record is not None
         record.register("79-HCM-001", 3, NURSE)
     batch_sizes: list[int] = []
     original = registry.immunization.save

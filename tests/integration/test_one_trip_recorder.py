@@ -89,9 +89,14 @@ def test_a_save_waits_for_the_table_lock_so_commits_keep_the_order_of_ids(
 ) -> None:
     census, _ = apps
     saved = threading.Event()
+
+    def save() -> None:
+        census.save(Tally(1))
+        saved.set()
+
     with psycopg.connect(postgres_url) as holder:
         holder.execute("LOCK TABLE census_events IN EXCLUSIVE MODE")
-        saver = threading.Thread(target=lambda: (census.save(Tally(1)), saved.set()))
+        saver = threading.Thread(target=save)
         saver.start()
         time.sleep(0.5)
         assert not saved.is_set()

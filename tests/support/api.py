@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import httpx
 from fastapi.testclient import TestClient
 
 from api.http.app import create_app
@@ -39,10 +40,11 @@ class Api:
         body: dict[str, Any],
         headers: Mapping[str, str] | None = None,
         **claims: Any,
-    ) -> Any:
-        return self.client.post(
+    ) -> httpx.Response:
+        response: httpx.Response = self.client.post(
             path, json=body, headers=self.auth(role, **claims) | dict(headers or {})
         )
+        return response
 
     def ok(self, path: str, role: Role, body: dict[str, Any], **claims: Any) -> dict[str, Any]:
         """Post a command that must be accepted; its result."""

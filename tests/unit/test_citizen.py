@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
 from datetime import date
 from uuid import uuid4
 
@@ -264,14 +265,15 @@ class TestLifecycle:
         citizen.move_to(target, " wrong   number ", ADMIN)
         assert citizen.status is CitizenStatus.MOVED
         assert citizen.moved_to == target
-        for command in (
+        commands: tuple[Callable[[], object], ...] = (
             lambda: citizen.check_identity("Nguyễn Thị Lan", ADULT_BIRTH),
             lambda: citizen.change_residence(HANOI, ADMIN),
             lambda: citizen.correct_record("x", ADMIN, TODAY, full_name="Lan"),
             lambda: citizen.record_death(TODAY, ADMIN, TODAY),
             lambda: citizen.move_to(NationalId("001190654321"), "again", ADMIN),
             lambda: citizen.receive(NationalId("001190654321"), "merge", ADMIN),
-        ):
+        )
+        for command in commands:
             with pytest.raises(CitizenMoved) as caught:
                 command()
             assert caught.value.details == {"moved_to": "079190654321"}
@@ -286,7 +288,10 @@ class TestLifecycle:
 
     def test_receive(self) -> None:
         citizen = new_citizen()
-        sources = [NationalId("079190654321"), Passport("AB123456", "FRA")]
+        sources: list[NationalId | Passport] = [
+            NationalId("079190654321"),
+            Passport("AB123456", "FRA"),
+        ]
         for source in sources:
             citizen.receive(source, "duplicate record", ADMIN)
         assert citizen.merged_from == sources

@@ -277,7 +277,7 @@ def test_a_vaccination_record_rebuilt_from_its_events_is_the_same(
     mapper = app.mapper
     transcoded = rebuild([mapper.to_domain_event(mapper.to_stored_event(e)) for e in events])
     app.events.put(events)
-    stored = app.repository.get(record.id)
+    stored: object = app.repository.get(record.id)
     for copy in (in_memory, transcoded, stored):
         assert isinstance(copy, VaccinationRecord)
         assert record_state(copy) == record_state(record)

@@ -13,13 +13,13 @@ from api.http.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
 from api.http.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter, rate_limit
 from api.http.roles import Role
 from api.http.security import (
-    KeyRing,
     MemoryRevocationList,
     Principal,
     TokenIssuer,
     TokenVerifier,
     require,
 )
+from infrastructure.keys import KeyRing
 
 T0 = datetime(2024, 3, 1, 8, 0, 10, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)

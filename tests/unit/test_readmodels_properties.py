@@ -31,7 +31,7 @@ from domain.mobility import Symptom, Transport, Trip
 from domain.risk import RiskLevel
 from infrastructure.bootstrap import Registry
 from projections.engine import DecodedBatch, Outcome, apply_batch, load_state, rebuild
-from projections.models.projection import NAME
+from projections.models.projection import NAME, CitizenProjection
 from projections.runtime import ProjectionRuntime
 from projections.stores import MemoryStore, SnapshotValue
 from tests.support.registry import (
@@ -174,8 +174,10 @@ def test_incremental_read_models_equal_a_rebuild_and_ignore_redelivery(
             rebuild(written_out.store, written_out.projections[0], registry.apps, page_size=3)
             assert normalised(written_out.store.snapshot(NAME)) == normalised(incremental)
             forked = ProjectionRuntime(registry, MemoryStore())
-            forked.projections[0].fork_from = 1
-            rebuild(forked.store, forked.projections[0], registry.apps)
+            citizens = forked.projections[0]
+            assert isinstance(citizens, CitizenProjection)
+            citizens.fork_from = 1
+            rebuild(forked.store, citizens, registry.apps)
             assert normalised(forked.store.snapshot(NAME)) == normalised(incremental)
 
             projection = live.projections[0]

@@ -18,7 +18,6 @@ from api.http.security import (
     ACCESS_TOKEN_PURPOSE,
     AuthenticationError,
     AuthorizationError,
-    KeyRing,
     MemoryRevocationList,
     Principal,
     RedisRevocationList,
@@ -31,6 +30,7 @@ from api.http.security import (
     require,
 )
 from domain.errors import InvalidIdNumber, InvalidValue
+from infrastructure.keys import KeyRing
 
 T0 = datetime(2024, 3, 1, 8, 0, tzinfo=UTC)
 SECRET_1 = "k1:first-secret-of-sixteen-plus-bytes"
