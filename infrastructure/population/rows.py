@@ -34,7 +34,6 @@ Example::
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import re
 import unicodedata
@@ -146,22 +145,6 @@ class RegisterEntry:
         if self.deceased_on is not None:
             row["deceased_on"] = self.deceased_on.isoformat()
         return row
-
-
-def entry_fingerprint(entry: RegisterEntry) -> str:
-    """A short hash of every normalised field: equal fingerprints mean nothing changed."""
-    text = "\x1f".join(
-        (
-            entry.id_number.value,
-            entry.full_name,
-            entry.date_of_birth.isoformat(),
-            entry.sex.value,
-            str(entry.residence),
-            entry.phone or "",
-            entry.deceased_on.isoformat() if entry.deceased_on else "",
-        )
-    )
-    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
 _ID_SEPARATORS = re.compile(r"[\s.-]")
