@@ -83,15 +83,16 @@ def start_server(
     log_path: Path | None = None,
     extra_args: tuple[str, ...] = (),
 ) -> Server:
-    """Starts `uvicorn app` (an import string) with httptools, uvloop and no access log,
-    and returns once `ready_path` answers with any HTTP status.
+    """Starts `app` (an import string) as `vaxreg serve` runs the API: uvicorn (httptools
+    and uvloop) under `api.serving`, each worker with a listening socket of its own. No
+    access log. Returns once `ready_path` answers with any HTTP status.
     """
     host = "127.0.0.1"
     port = free_port()
     command = [
         sys.executable,
         "-m",
-        "uvicorn",
+        "api.serving",
         app,
         "--host",
         host,
@@ -99,10 +100,6 @@ def start_server(
         str(port),
         "--workers",
         str(workers),
-        "--http",
-        "httptools",
-        "--loop",
-        "uvloop",
         "--no-access-log",
         "--log-level",
         "warning",

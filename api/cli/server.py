@@ -36,8 +36,8 @@ def serve(
     ] = False,
 ) -> None:
     """Run the HTTP API (OpenAPI documentation at /docs)."""
-    import uvicorn  # the web stack is imported by this command only: the others start faster
-
+    # the web stack is imported by this command only: the others start faster
+    from api import serving
     from api.http.access import log_config
 
     settings = load_settings()
@@ -54,7 +54,7 @@ def serve(
         for line in demo_tokens(settings, _first_citizen()):
             typer.echo(line)
     typer.echo(f"serving on http://{host}:{port} (docs at /docs), {workers} worker(s)", err=True)
-    uvicorn.run(
+    serving.run(
         APP_FACTORY,
         factory=True,
         host=host,
