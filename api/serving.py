@@ -114,8 +114,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--factory", action="store_true")
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--access-log", dest="access_log", action="store_true", default=True)
     parser.add_argument("--no-access-log", dest="access_log", action="store_false")
+    parser.add_argument("--log-config", help="uvicorn's logging configuration file")
     args = parser.parse_args(argv)
+    logging_options = {} if args.log_config is None else {"log_config": args.log_config}
     run(
         args.app,
         host=args.host,
@@ -124,6 +127,7 @@ def main(argv: list[str] | None = None) -> None:
         factory=args.factory,
         log_level=args.log_level,
         access_log=args.access_log,
+        **logging_options,
     )
 
 
