@@ -51,6 +51,8 @@ def run(app: str, *, host: str, port: int, workers: int, **options: Any) -> None
     if workers == 1:
         uvicorn.run(app, host=host, port=port, **options)
         return
+    # A Config configures logging: the supervisor's messages then look like the workers'.
+    uvicorn.Config(app, host=host, port=port, **options)
     with shared_port_socket(host, port) as reserved:
         _Supervisor(app, host, reserved.getsockname()[1], workers, options).run()
 
