@@ -6,17 +6,12 @@ import psycopg
 import redis.exceptions
 from eventsourcing.persistence import InterfaceError, OperationalError
 
-STORE_DOWN: tuple[type[Exception], ...] = (
+STORES_DOWN: tuple[type[Exception], ...] = (
     OperationalError,
     InterfaceError,
     psycopg.OperationalError,
     psycopg.InterfaceError,
-)
-"""The event store does not answer (connection refused, pool timeout)."""
-
-STORES_DOWN: tuple[type[Exception], ...] = (
-    *STORE_DOWN,
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
 )
-"""The event store or Redis does not answer."""
+"""The event store or Redis does not answer (connection refused, pool timeout)."""
