@@ -9,7 +9,8 @@ notification ids, and a reader that follows the log never passes a gap filled la
 
 The library has such a function too (``POSTGRES_ENABLE_DB_FUNCTIONS``), but it takes no
 table lock and is named by the id type alone, so the contexts sharing a schema would
-replace each other's. This one is named by its table. ``vaxreg migrate`` creates it.
+replace each other's. This one, named by its table, takes that function's place among the
+statements ``vaxreg migrate`` runs.
 """
 
 from __future__ import annotations
@@ -33,27 +34,25 @@ class OneTripRecorder(PostgresApplicationRecorder):
         self._call_insert = SQL(
             "SELECT * FROM {schema}.{function}(%s) AS inserted(notification_id)"
         ).format(schema=schema, function=function)
-        self.sql_create_statements.append(
-            SQL(
-                "CREATE OR REPLACE FUNCTION {schema}.{function}(events {schema}.{event}[]) "
-                "RETURNS SETOF bigint LANGUAGE plpgsql AS $BODY$ "
-                "BEGIN "
-                "SET LOCAL lock_timeout = '{lock_timeout}s'; "
-                "LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE; "
-                "NOTIFY {channel}; "
-                "RETURN QUERY INSERT INTO {schema}.{table} "
-                "(originator_id, originator_version, topic, state) "
-                "SELECT originator_id, originator_version, topic, state FROM unnest(events) "
-                "RETURNING notification_id; "
-                "END; $BODY$"
-            ).format(
-                schema=schema,
-                function=function,
-                event=Identifier(self.stored_event_type_name),
-                lock_timeout=datastore.lock_timeout,
-                table=Identifier(events_table_name),
-                channel=Identifier(self.channel_name),
-            )
+        self.sql_create_statements[self.create_insert_function_statement_index] = SQL(
+            "CREATE OR REPLACE FUNCTION {schema}.{function}(events {schema}.{event}[]) "
+            "RETURNS SETOF bigint LANGUAGE plpgsql AS $BODY$ "
+            "BEGIN "
+            "SET LOCAL lock_timeout = '{lock_timeout}s'; "
+            "LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE; "
+            "NOTIFY {channel}; "
+            "RETURN QUERY INSERT INTO {schema}.{table} "
+            "(originator_id, originator_version, topic, state) "
+            "SELECT originator_id, originator_version, topic, state FROM unnest(events) "
+            "RETURNING notification_id; "
+            "END; $BODY$"
+        ).format(
+            schema=schema,
+            function=function,
+            event=Identifier(self.stored_event_type_name),
+            lock_timeout=datastore.lock_timeout,
+            table=Identifier(events_table_name),
+            channel=Identifier(self.channel_name),
         )
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)

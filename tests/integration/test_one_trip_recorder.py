@@ -116,3 +116,12 @@ def test_a_save_notifies_the_listeners_of_its_table(
         channels = [n.channel for n in listener.notifies(timeout=2, stop_after=1)]
 
     assert channels == ["census_events"]
+
+
+def test_migrating_creates_a_function_per_table_and_not_the_librarys_shared_one(
+    apps: tuple[Census, Clinic], postgres_url: str
+) -> None:
+    with psycopg.connect(postgres_url) as conn:
+        names = {row[0] for row in conn.execute("SELECT proname FROM pg_proc")}
+    assert {"census_events_insert", "clinic_events_insert"} <= names
+    assert not any(name.startswith("es_insert_events") for name in names)
