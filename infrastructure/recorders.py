@@ -18,10 +18,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
+import psycopg
+from eventsourcing.persistence import InterfaceError, Notification, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import retry
+from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
+
+from projections.engine import Share
 
 
 class OneTripRecorder(PostgresApplicationRecorder):
@@ -55,6 +59,35 @@ class OneTripRecorder(PostgresApplicationRecorder):
             channel=Identifier(self.channel_name),
         )
 
+        self._select_share = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state "
+            "FROM {schema}.{table} WHERE notification_id > %s AND notification_id <= %s "
+            "AND (get_byte(uuid_send(originator_id), 15) < %s) = %s ORDER BY notification_id"
+        ).format(schema=schema, table=Identifier(events_table_name))
+
+    def select_share(
+        self, after: int, stop: int, share: Share, *, own_connection: bool = False
+    ) -> list[Notification]:
+        """The notifications after `after` up to `stop` of the aggregates in `share`
+        (see :class:`projections.engine.ShareReader`); with `own_connection`, read
+        through a new connection (not the pool's), as a forked child must."""
+        params = (after, stop, share.cut, share.below)
+        if own_connection:
+            with self._new_connection() as conn:
+                return _notifications(conn.execute(self._select_share, params).fetchall())
+        with self.datastore.get_connection() as conn, conn.cursor() as cursor:
+            cursor.execute(self._select_share, params, prepare=True)
+            return _notifications(cursor.fetchall())
+
+    def _new_connection(self) -> psycopg.Connection[DictRow]:
+        """A connection made as the pool makes its own, but not the pool's."""
+        pool = self.datastore.pool
+        conninfo = pool.conninfo() if callable(pool.conninfo) else pool.conninfo
+        kwargs = dict(pool.kwargs() if callable(pool.kwargs) else pool.kwargs or {})
+        if pool.get_password_func is not None:
+            kwargs["password"] = pool.get_password_func()
+        return psycopg.Connection[DictRow].connect(conninfo, **kwargs)
+
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -68,3 +101,16 @@ class OneTripRecorder(PostgresApplicationRecorder):
         with self.datastore.get_connection() as conn, conn.cursor() as cursor:
             cursor.execute(self._call_insert, (rows,), prepare=True)
             return [row["notification_id"] for row in cursor.fetchall()]
+
+
+def _notifications(rows: Sequence[DictRow]) -> list[Notification]:
+    return [
+        Notification(
+            id=row["notification_id"],
+            originator_id=row["originator_id"],
+            originator_version=row["originator_version"],
+            topic=row["topic"],
+            state=bytes(row["state"]),
+        )
+        for row in rows
+    ]

@@ -20,13 +20,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from itertools import islice
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, NamedTuple, Protocol, cast, runtime_checkable
 
 from eventsourcing.application import Application
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Mapper, Notification
 
+from projections.forked import ForkedShare, spare_cores
 from projections.stores import (
     COMMITTED,
     GenerationInfo,
@@ -82,6 +84,12 @@ class Projection:
     """How many entities (see :meth:`held`) a rebuild holds in memory at most; beyond,
     it writes what it holds to the new generation and from then on reads from there
     what it needs, as an incremental batch does. None: no limit."""
+    replayed_apart: ClassVar[frozenset[str]] = frozenset()
+    """Contexts whose events each change only what the projection holds of their own
+    aggregate's entity, and no key of a view (no counter, no index): a rebuild may have
+    a forked child replay the events of a share of their aggregates
+    (:meth:`replay_share`) while it replays the rest, and take in what the child
+    returns (:meth:`absorb_share`)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -116,6 +124,20 @@ class Projection:
         """How many entities (e.g. citizens) the batch holds for :meth:`finish`: what a
         rebuild's :attr:`hold_limit` counts."""
         return 0
+
+    def replay_share(
+        self, context: str, todo: Sequence[tuple[DomainEvent, int]], views: Sequence[ViewBatch]
+    ) -> Any:
+        """In a forked child: handle `todo` (events of a context in
+        :attr:`replayed_apart`, with their partitions) into the child's copies of
+        `views`, and return what :meth:`absorb_share` needs of the entities they
+        changed, in a form :mod:`marshal` carries. It must not read the store."""
+        raise NotImplementedError
+
+    def absorb_share(self, context: str, share: Any, views: Sequence[ViewBatch]) -> None:
+        """Take into `views` what :meth:`replay_share` returned, as if its events had
+        been handled here."""
+        raise NotImplementedError
 
 
 class _Hash:
@@ -672,6 +694,132 @@ def _write_out(
     meter.written += held
 
 
+SHARE_PAGES = 25
+"""Pages a rebuild reads at once of a context whose events a forked child replays in
+part (see :attr:`Projection.replayed_apart`)."""
+SHARE_FROM = 4_000
+"""Notifications a rebuild's read must hold for a forked child to replay a share of
+them: below, forking costs more than it saves."""
+
+
+class Share(NamedTuple):
+    """The aggregates whose id's last byte is below `cut` (`below`), or the others."""
+
+    cut: int
+    below: bool
+
+
+@runtime_checkable
+class ShareReader(Protocol):
+    """A recorder that reads the notifications of a share of the aggregates, also
+    through a connection of its own (a forked child's)."""
+
+    def select_share(
+        self, after: int, stop: int, share: Share, *, own_connection: bool = False
+    ) -> Sequence[Notification]:
+        """The share's notifications after `after` up to `stop`, in order."""
+        ...
+
+
+class _Shares:
+    """Which aggregates a forked child replays, resized after each read towards both
+    sides taking as long."""
+
+    _SCALE = 256
+
+    def __init__(self) -> None:
+        self._cut = self._SCALE // 2
+
+    def sides(self) -> tuple[Share, Share]:
+        """(the parent's share, the child's)."""
+        return Share(self._cut, False), Share(self._cut, True)
+
+    def balance(self, ours: int, our_seconds: float, theirs: int, their_seconds: float) -> None:
+        """Moves the child's share halfway to where both sides would have taken as long."""
+        if min(ours, theirs) == 0 or min(our_seconds, their_seconds) <= 0:
+            return
+        our_cost, their_cost = our_seconds / ours, their_seconds / theirs
+        even = our_cost / (our_cost + their_cost)
+        share = (self._cut / self._SCALE + even) / 2
+        self._cut = round(min(max(share, 0.1), 0.9) * self._SCALE)
+
+
+def _replay(
+    projection: Projection,
+    context: str,
+    mapper: Mapper[Any],
+    notifications: Sequence[Notification],
+    parts: Sequence[PartitionState],
+    views: Sequence[ViewBatch],
+    prefetch: bool,
+) -> builtins.set[int]:
+    """Handles the notifications' unapplied events into `views`; the partitions touched."""
+    todo = _unapplied_events(projection, context, DecodedBatch(mapper, notifications), parts)
+    _handle_events(projection, context, todo, views, prefetch=prefetch)
+    return {part for _, part in todo}
+
+
+def _replay_share(
+    projection: Projection,
+    context: str,
+    mapper: Mapper[Any],
+    read: Callable[[], Sequence[Notification]],
+    parts: Sequence[PartitionState],
+    views: Sequence[ViewBatch],
+) -> tuple[Any, list[int], int, float]:
+    """In a forked child: what :meth:`Projection.replay_share` returns for the unapplied
+    events of what `read()` reads, the partitions touched, the notifications read and
+    the seconds it all took."""
+    started = time.perf_counter()
+    notifications = read()
+    todo = _unapplied_events(projection, context, DecodedBatch(mapper, notifications), parts)
+    writes = [view.op_count() for view in views]
+    share = projection.replay_share(context, todo, views)
+    if [view.op_count() for view in views] != writes:
+        raise RuntimeError(f"{projection.name} wrote to its views replaying a share")
+    touched = sorted({part for _, part in todo})
+    return share, touched, len(notifications), time.perf_counter() - started
+
+
+def _replay_shared(
+    projection: Projection,
+    context: str,
+    app: Application[Any],
+    after: int,
+    stop: int,
+    shares: _Shares,
+    parts: Sequence[PartitionState],
+    views: Sequence[ViewBatch],
+) -> tuple[builtins.set[int], int]:
+    """Replays the notifications after `after` up to `stop` into `views`: those of the
+    child's share of the aggregates in a forked child, which reads them through a
+    connection of its own, the others here. The partitions touched, and how many
+    notifications there were."""
+    recorder = cast(ShareReader, app.recorder)
+    ours, theirs = shares.sides()
+    read_theirs = partial(recorder.select_share, after, stop, theirs, own_connection=True)
+    child = ForkedShare(
+        partial(_replay_share, projection, context, app.mapper, read_theirs, parts, views)
+    )
+    started = time.perf_counter()
+    notifications = recorder.select_share(after, stop, ours)
+    touched = _replay(projection, context, app.mapper, notifications, parts, views, False)
+    our_seconds = time.perf_counter() - started
+    shared = child.result_beside(our_seconds)
+    if shared is None:
+        their_notifications = recorder.select_share(after, stop, theirs)
+        touched |= _replay(
+            projection, context, app.mapper, their_notifications, parts, views, False
+        )
+        return touched, len(notifications) + len(their_notifications)
+    absorbing = time.perf_counter()
+    share, their_parts, count, their_seconds = shared
+    projection.absorb_share(context, share, views)
+    our_seconds += time.perf_counter() - absorbing
+    shares.balance(len(notifications), our_seconds, count, their_seconds)
+    return touched | set(their_parts), len(notifications) + count
+
+
 @contextlib.contextmanager
 def _collector_paused() -> Iterator[None]:
     """The cyclic garbage collector off (process-wide) while the block runs.
@@ -698,6 +846,7 @@ def rebuild(
     page_size: int = 2000,
     drop_old: bool = True,
     catch_up_passes: int = 3,
+    share_from: int = SHARE_FROM,
 ) -> ProjectionState:
     """Replay every context from the start into a new generation, then switch to it.
 
@@ -714,6 +863,14 @@ def rebuild(
     on in new batches that read what they need from the new generation, each page's
     reads prefetched, as incremental batches do: memory stays bounded whatever the size
     of the store.
+
+    Until anything is written out, the contexts in :attr:`~Projection.replayed_apart`
+    whose recorder is a :class:`ShareReader` are replayed ``SHARE_PAGES`` pages of ids
+    at a time, on two cores: a forked child reads the events of a share of the
+    aggregates through a connection of its own and replays them while the rebuild
+    replays the others, then the rebuild takes in what the child returns (or, if the
+    child failed, reads and replays its share itself). The share follows how fast each
+    side went. One process alone would be bound by reading and decoding.
 
     Safe while live workers run: they keep updating the old generation until the
     switch, which retires it so their next commit is refused; they then reload and
@@ -732,6 +889,20 @@ def rebuild(
     heads = {ctx: apps[ctx].recorder.max_notification_id() or 0 for ctx in projection.contexts}
     reached = dict.fromkeys(projection.contexts, 0)
     meter = _Meter(progress, sum(heads.values()))
+
+    def replayed(context: str, last: int, count: int, parts: builtins.set[int]) -> None:
+        """Counts a read replayed up to `last`; writes out what is held over the limit."""
+        nonlocal views, touched, spilled
+        touched |= parts
+        reached[context] = last
+        meter.replayed += count
+        held = sum(projection.held(view) for view in views)
+        meter.report(context, held)
+        if limit is not None and held > limit:
+            _write_out(store, projection, state, views, touched, {}, meter)
+            views = [ViewBatch(store, name, gen, p) for p in range(partitions)]
+            touched, spilled = set(), True
+
     try:
         with (
             _collector_paused(),
@@ -739,10 +910,23 @@ def rebuild(
         ):
             for context in projection.contexts:
                 app = apps[context]
+                apart = (
+                    context in projection.replayed_apart
+                    and isinstance(app.recorder, ShareReader)
+                    and spare_cores() > 0
+                )
+                shares = _Shares() if apart else None
                 after, target = 0, heads[context]
                 for _ in range(catch_up_passes):
                     if target <= after:
                         break
+                    while shares and not spilled and target - after >= share_from:
+                        stop = min(target, after + page_size * SHARE_PAGES)
+                        parts, count = _replay_shared(
+                            projection, context, app, after, stop, shares, state.parts, views
+                        )
+                        replayed(context, stop, count, parts)
+                        after = stop
 
                     def page(
                         start: int, app: Application[Any] = app, stop: int = target
@@ -751,22 +935,16 @@ def rebuild(
                             start=start, limit=page_size, stop=stop, inclusive_of_start=False
                         )
 
-                    notifications = page(after)
+                    notifications = page(after) if after < target else []
                     while notifications:
                         # The database reads the next page while this one is replayed.
                         following = pool.submit(page, notifications[-1].id)
-                        batch = DecodedBatch(app.mapper, notifications)
-                        todo = _unapplied_events(projection, context, batch, state.parts)
-                        _handle_events(projection, context, todo, views, prefetch=spilled)
-                        touched.update(part for _, part in todo)
-                        after = reached[context] = notifications[-1].id
-                        meter.replayed += len(notifications)
-                        held = sum(projection.held(view) for view in views)
-                        meter.report(context, held)
-                        if limit is not None and held > limit:
-                            _write_out(store, projection, state, views, touched, {}, meter)
-                            views = [ViewBatch(store, name, gen, p) for p in range(partitions)]
-                            touched, spilled = set(), True
+                        parts = _replay(
+                            projection, context, app.mapper, notifications, state.parts, views,
+                            spilled,
+                        )  # fmt: skip
+                        after = notifications[-1].id
+                        replayed(context, after, len(notifications), parts)
                         notifications = following.result()
                     target = app.recorder.max_notification_id() or 0
             final = {c: n for c, n in reached.items() if n}

@@ -34,7 +34,7 @@ import json
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from sys import intern
@@ -48,6 +48,7 @@ from domain.doses import DoseKind
 from domain.names import masked
 from domain.vaccines import CATALOGUE, Catalogue
 from projections.engine import DomainEvent, Projection, Read, ViewBatch, partition_for
+from projections.forked import ForkedShare, spare_cores
 from projections.models import statistics
 from projections.models.arrivals import Entry, arrival_entries
 from projections.models.checkpoint import (
@@ -58,7 +59,6 @@ from projections.models.checkpoint import (
     stored_name,
     timeline,
 )
-from projections.models.forked import ForkedShare, spare_cores
 from projections.models.state import (
     CitizenState,
     DeclarationState,
@@ -220,6 +220,18 @@ class Owners:
         if len(self._known) > self._capacity:
             self._known.popitem(last=False)
 
+    def learn_all(self, owners: Iterable[tuple[int, str]]) -> None:
+        """Learns each (record id's integer, pseudonym)."""
+        for key, pseudonym in owners:
+            self._known[key] = pseudonym
+            self._known.move_to_end(key)
+        while len(self._known) > self._capacity:
+            self._known.popitem(last=False)
+
+    def without_lookups(self) -> None:
+        """From now on, an owner not known raises LookupError instead of being looked up."""
+        self._lookup = None
+
     def known(self, record_id: UUID) -> str | None:
         return self._known.get(record_id.int)
 
@@ -254,16 +266,19 @@ _TOUCHED = "citizens"
 _RISK = "risk"
 
 
-CHILD_GRACE_SECONDS = 30.0
-CHILD_SLOWDOWN = 3.0
-"""A forked child gets this many times as long as the parent took for its own half (at
-least the grace) before the parent gives up on it and derives its half itself."""
+_PARTS: dict[str, tuple[Callable[[CitizenState], Any], Callable[[CitizenState, Any], None]]] = {
+    "population": (CitizenState.population_part, CitizenState.take_population_part),
+    "immunization": (CitizenState.immunization_part, CitizenState.take_immunization_part),
+}
+"""The contexts whose events fill only their citizen's state: how a forked child's part
+is taken out of a state and put into another."""
 
 
 class CitizenProjection(Projection):
     name = NAME
     contexts = ("population", "mobility", "immunization")
     topics = TOPICS
+    replayed_apart = frozenset(_PARTS)
     version = 9
     fork_from: int | None = 4_000
     """Citizens a :meth:`finish` holds from which a forked child derives half of them;
@@ -340,6 +355,42 @@ class CitizenProjection(Projection):
     def held(self, view: ViewBatch) -> int:
         return len(view.scratch.get(_TOUCHED, ()))
 
+    def replay_share(
+        self, context: str, todo: Sequence[tuple[DomainEvent, int]], views: Sequence[ViewBatch]
+    ) -> Any:
+        """(the owners of the records replayed, and per citizen changed: partition,
+        pseudonym, latest event time and the context's part). A record whose first event
+        is not known here fails the share (the child does not read the event store)."""
+        self.owners.without_lookups()
+        for event, part in todo:
+            self.handle(event, context, views[part])
+        part_of = _PARTS[context][0]
+        owners: set[tuple[int, str]] = set()
+        changed: dict[str, int] = {}
+        for event, part in todo:
+            family, kind = self._route(event)
+            pseudonym = self._pseudonym(event, context, family, kind)
+            if pseudonym is None:
+                continue
+            if family is not POPULATION:
+                owners.add((event.originator_id.int, pseudonym))
+            if kind != "Opened":
+                changed[pseudonym] = part
+        citizens = []
+        for pseudonym, part in changed.items():
+            state = self._touch(views[part], pseudonym).state
+            citizens.append((part, pseudonym, state.seen, part_of(state)))
+        return list(owners), citizens
+
+    def absorb_share(self, context: str, share: Any, views: Sequence[ViewBatch]) -> None:
+        owners, citizens = share
+        self.owners.learn_all(owners)
+        take_part = _PARTS[context][1]
+        for part, pseudonym, seen, fields in citizens:
+            state = self._touch(views[part], pseudonym).state
+            take_part(state, fields)
+            state.seen = max(state.seen, seen)
+
     def finish(self, view: ViewBatch) -> None:
         """Rewrite what derives from each citizen the batch touched, once.
 
@@ -370,7 +421,7 @@ class CitizenProjection(Projection):
             pseudonym, t = touched.popitem()
             self._rewrite(view, pseudonym, t, self._derive_anew(pseudonym, t.state, risk))
         ours = time.monotonic() - started
-        derived = child.result(timeout=max(CHILD_GRACE_SECONDS, CHILD_SLOWDOWN * ours))
+        derived = child.result_beside(ours)
         if derived is None:
             touched.update(theirs)
             return

@@ -274,6 +274,31 @@ class CitizenState:
             seen=int(seen or 0),
         )
 
+    def population_part(self) -> tuple[Any, ...]:
+        """What population events fill, in a form :mod:`marshal` carries."""
+        return (self.masked_name, self.date_of_birth, self.province, self.gone)
+
+    def take_population_part(self, part: tuple[Any, ...]) -> None:
+        self.masked_name, self.date_of_birth, self.province, self.gone = part
+
+    def immunization_part(self) -> tuple[Any, ...]:
+        """What immunization events fill, in a form :mod:`marshal` carries."""
+        sc = self.screening
+        return (
+            self.registered,
+            None if sc is None else (sc.outcome, sc.screened_at, sc.unit, sc.postponed_until),
+            [(d.dose_id, d.product, d.given_at, d.booster, d.unit, d.severe) for d in self.doses],
+            self.recovered_on,
+            self.record_moved,
+        )
+
+    def take_immunization_part(self, part: tuple[Any, ...]) -> None:
+        registered, screening, doses, self.recovered_on, self.record_moved = part
+        self.registered = None if registered is None else (registered[0], registered[1])
+        self.screening = None if screening is None else ScreeningState(*screening)
+        self.doses = [DoseState(*dose) for dose in doses]
+        self.changed()
+
     @property
     def dob(self) -> date | None:
         return date.fromisoformat(self.date_of_birth) if self.date_of_birth else None

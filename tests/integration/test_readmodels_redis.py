@@ -27,7 +27,13 @@ from domain.identity import NationalId, Sex
 from domain.mobility import Transport, Trip
 from domain.risk import RiskLevel
 from infrastructure.bootstrap import Registry
-from projections.engine import DERIVING, RebuildProgress, positions, rebuild
+from projections.engine import (
+    DERIVING,
+    RebuildProgress,
+    ShareReader,
+    positions,
+    rebuild,
+)
 from projections.models.projection import NAME
 from projections.runtime import ProjectionRuntime
 from projections.stores import RedisStore
@@ -193,4 +199,46 @@ def test_a_rebuild_over_its_citizen_limit_equals_one_within_it_and_the_increment
     assert normalised(written_out.store.snapshot(NAME)) == normalised(whole.store.snapshot(NAME))
     assert normalised(whole.store.snapshot(NAME)) == incremental
     assert any(k.startswith("p0:a:") for k in incremental)
+    client.close()
+
+
+def second_doses(registry: Registry, clock: MovableClock, count: int) -> None:
+    clock.advance(days=30)
+    for n in range(0, count, 2):
+        details = person(n)
+        site = IdentityAtSite(details.person, details.full_name, details.date_of_birth)
+        registry.immunization.record_dose(Request(NURSE), site, dose("comirnaty", "PF1", clock.now))
+
+
+def test_a_rebuild_whose_forked_children_replay_shares_equals_one_replaying_alone(
+    registry: Registry,
+    clock: MovableClock,
+    redis_url: str,
+    redis_prefix: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert isinstance(registry.apps["immunization"].recorder, ShareReader)
+    history(registry, clock, 0, 24)
+    second_doses(registry, clock, 24)
+    client = redis.Redis.from_url(redis_url)
+    alone = ProjectionRuntime(registry, RedisStore(client, f"{redis_prefix}alone"))
+    rebuild(alone.store, alone.projections[0], registry.apps, share_from=10**9)
+    expected = normalised(alone.store.snapshot(NAME))
+    assert any(k.startswith("p0:wd:") or k.startswith("p0:a:") for k in expected)
+
+    # Reads of 25 ids: every context in several reads, records across reads.
+    shared = ProjectionRuntime(registry, RedisStore(client, f"{redis_prefix}shared"))
+    rebuild(shared.store, shared.projections[0], registry.apps, page_size=1, share_from=1)
+    assert normalised(shared.store.snapshot(NAME)) == expected
+    assert "forked share" not in caplog.text
+
+    def fail(*args: object) -> None:
+        raise RuntimeError("a child that fails")
+
+    unshared = ProjectionRuntime(registry, RedisStore(client, f"{redis_prefix}unshared"))
+    monkeypatch.setattr(type(unshared.projections[0]), "replay_share", fail)
+    rebuild(unshared.store, unshared.projections[0], registry.apps, page_size=1, share_from=1)
+    assert normalised(unshared.store.snapshot(NAME)) == expected
+    assert "a forked share failed" in caplog.text
     client.close()

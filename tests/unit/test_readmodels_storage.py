@@ -3,6 +3,7 @@ and the share of a derivation a forked child computes."""
 
 from __future__ import annotations
 
+import marshal
 import time
 from datetime import UTC, date, datetime, timedelta
 
@@ -13,8 +14,8 @@ from domain.checkpoint_policy import DEFAULT_POLICY
 from domain.doses import Dose, DoseKind, InjectionSite
 from domain.status import vaccination_status
 from domain.vaccines import CATALOGUE
+from projections.forked import ForkedShare
 from projections.models.checkpoint import _document, encode, pick, stored_name
-from projections.models.forked import ForkedShare
 from projections.models.projection import join_value, split_value, unpack
 from projections.models.state import (
     CitizenState,
@@ -59,6 +60,14 @@ def test_the_state_round_trips_with_its_name_from_the_document() -> None:
     state = full_state()
     assert CitizenState.decode(state.encode(), state.masked_name) == state
     assert CitizenState.decode(CitizenState().encode()) == CitizenState()
+
+
+def test_a_context_s_part_carries_through_marshal_into_another_state() -> None:
+    state = full_state()
+    other = CitizenState(declaration=state.declaration, test=state.test, seen=state.seen)
+    other.take_population_part(marshal.loads(marshal.dumps(state.population_part())))
+    other.take_immunization_part(marshal.loads(marshal.dumps(state.immunization_part())))
+    assert other == state
 
 
 def test_the_gone_keep_their_name_in_the_state() -> None:

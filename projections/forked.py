@@ -1,8 +1,9 @@
 """A share of a pure computation done by a forked child on another core.
 
-A rebuild derives every citizen it holds at once, at the end of its replay: pure work on
-data already in memory. A child forked then sees that data without copying it (pages
-are shared until written), computes its share while the parent computes the rest, and
+A rebuild replays shares of some contexts' events, and derives every citizen it holds at
+the end of its replay: pure work on data already in memory. A child forked then sees
+that data without copying it (pages are shared until written), computes its share while
+the parent computes the rest, and
 sends back results that :mod:`marshal` can carry (bytes, numbers, strings, tuples, sets,
 dicts). The child only computes, without the cyclic collector (whose traversals would
 copy every page), and writes to its pipe, then leaves with ``os._exit``: it touches no
@@ -22,6 +23,11 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 logger = logging.getLogger(__name__)
+
+GRACE_SECONDS = 30.0
+SLOWDOWN = 3.0
+"""A child gets this many times as long as the parent took for its own share (at least
+the grace) before the parent gives up on it and computes the child's share itself."""
 
 
 def spare_cores() -> int:
@@ -55,6 +61,11 @@ class ForkedShare:
         """Reads the child's results as they come, so that it never waits on the pipe."""
         with os.fdopen(readable, "rb") as pipe:
             self._received.append(pipe.read())
+
+    def result_beside(self, our_seconds: float) -> Any | None:
+        """:meth:`result`, waiting as long as a parent that took `our_seconds` for its own
+        share may."""
+        return self.result(timeout=max(GRACE_SECONDS, SLOWDOWN * our_seconds))
 
     def result(self, timeout: float) -> Any | None:
         """What the child computed, or None if it failed or is not done within `timeout`
