@@ -46,8 +46,19 @@ class ForkedShare:
     for what it returned, or None if the child failed."""
 
     def __init__(self, compute: Callable[[], Any]) -> None:
-        readable, writable = os.pipe()
-        self._pid = os.fork()
+        self._pid: int | None = None
+        try:
+            readable, writable = os.pipe()
+        except OSError as error:
+            logger.warning("no pipe for a forked share (%s): computing it here", error)
+            return
+        try:
+            self._pid = os.fork()
+        except OSError as error:
+            os.close(readable)
+            os.close(writable)
+            logger.warning("could not fork a share (%s): computing it here", error)
+            return
         if self._pid == 0:
             _run_child(compute, readable, writable)
         os.close(writable)
@@ -70,6 +81,8 @@ class ForkedShare:
     def result(self, timeout: float) -> Any | None:
         """What the child computed, or None if it failed or is not done within `timeout`
         seconds (it is killed then)."""
+        if self._pid is None:
+            return None
         self._reader.join(timeout)
         if self._reader.is_alive():
             os.kill(self._pid, signal.SIGKILL)

@@ -4,9 +4,11 @@ and the share of a derivation a forked child computes."""
 from __future__ import annotations
 
 import marshal
+import os
 import time
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -146,6 +148,16 @@ def test_a_forked_share_returns_what_its_child_computed_or_none_when_it_failed()
     assert ForkedShare(lambda: computed).result(timeout=30) == computed
     assert ForkedShare(lambda: 1 // 0).result(timeout=30) is None
     assert ForkedShare(lambda: object()).result(timeout=30) is None
+
+
+def test_a_share_that_cannot_be_forked_is_left_to_the_parent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_fork() -> int:
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    assert ForkedShare(lambda: [1, 2]).result(timeout=30) is None
 
 
 def test_a_forked_share_that_takes_too_long_is_killed() -> None:
