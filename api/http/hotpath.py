@@ -32,7 +32,7 @@ from api.http.problems import (
     scope_header,
 )
 from api.http.roles import Role
-from api.http.routers.queries import POSITION_PATTERN, reach, read_models
+from api.http.routers.queries import POSITION_PATTERN, WAIT_FOR_DESCRIPTION, reach, read_models
 from api.http.security import (
     AuthenticationError,
     TokenVerifier,
@@ -267,7 +267,7 @@ def _operation(summary: str, parameter: str, description: str) -> dict[str, Any]
                 "in": "query",
                 "required": False,
                 "schema": {"type": "string", "pattern": POSITION_PATTERN},
-                "description": "Answer only once the read models reflect this position",
+                "description": WAIT_FOR_DESCRIPTION,
             },
         ],
         "responses": responses,

@@ -28,6 +28,12 @@ from projections.runtime import ProjectionRuntime
 WAIT_SECONDS = 2.0
 RETRY_AFTER_SECONDS = 1.0
 POSITION_PATTERN = r"^[a-z]+:[0-9]{1,18}(,[a-z]+:[0-9]{1,18})*$"
+WAIT_FOR_DESCRIPTION = (
+    "Answer only once the read models reflect this position (read-your-writes). A "
+    "position names one context, and each context's read models advance at their own "
+    "pace: to see a citizen registered and then declared, wait for both positions, "
+    "comma-separated (population:7,mobility:12)."
+)
 _fallback_lock = threading.Lock()
 
 
@@ -53,8 +59,8 @@ WaitFor = Annotated[
     str | None,
     Query(
         pattern=POSITION_PATTERN,
-        description="Answer only once the read models reflect this position (read-your-writes)",
-        examples=["immunization:1042"],
+        description=WAIT_FOR_DESCRIPTION,
+        examples=["immunization:1042", "population:7,mobility:12"],
     ),
 ]
 
