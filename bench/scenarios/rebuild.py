@@ -9,10 +9,10 @@ follow, a page of 2,000 at a time, and decoding each to a domain event with the
 application's mapper, which is the least a rebuild must do.
 
 Each rebuild reports its CPU time (this process's and its forked children's, which
-derive part of what it holds on the second core, beside the ceiling's: a steadier ratio
-on a busy machine) and its peak resident memory; the largest size is also rebuilt with a
-citizen limit of an eighth of the register, so what a rebuild over its limit costs in
-time and saves in memory shows.
+replay a share of the events and derive part of what it holds on the second core,
+beside the ceiling's: a steadier ratio on a busy machine) and its peak resident memory;
+the largest size is also rebuilt with a citizen limit of an eighth of the register, so
+what a rebuild over its limit costs in time and saves in memory shows.
 """
 
 from __future__ import annotations
