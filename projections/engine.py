@@ -126,12 +126,17 @@ class Projection:
         return 0
 
     def replay_share(
-        self, context: str, todo: Sequence[tuple[DomainEvent, int]], views: Sequence[ViewBatch]
+        self,
+        context: str,
+        todo: Sequence[tuple[DomainEvent, int]],
+        views: Sequence[ViewBatch],
+        prefetch: bool,
     ) -> Any:
         """In a forked child: handle `todo` (events of a context in
         :attr:`replayed_apart`, with their partitions) into the child's copies of
-        `views`, and return what :meth:`absorb_share` needs of the entities they
-        changed, in a form :mod:`marshal` carries. It must not read the store."""
+        `views` (with `prefetch` as :func:`handle_events` does), and return what
+        :meth:`absorb_share` needs of the entities they changed, in a form
+        :mod:`marshal` carries. It must read nothing but through the views."""
         raise NotImplementedError
 
     def absorb_share(self, context: str, share: Any, views: Sequence[ViewBatch]) -> None:
@@ -525,7 +530,7 @@ def _unapplied_events(
     return todo
 
 
-def _handle_events(
+def handle_events(
     projection: Projection,
     context: str,
     todo: Sequence[tuple[DomainEvent, int]],
@@ -571,7 +576,7 @@ def apply_batch(
     views: dict[int, ViewBatch] = {}
     for part in sorted({part for _, part in todo}):
         views[part] = ViewBatch(store, name, gen, part)
-    _handle_events(projection, context, todo, views, prefetch=True)
+    handle_events(projection, context, todo, views, prefetch=True)
     if type(projection).finish is not Projection.finish:
         for view in views.values():
             projection.finish(view)
@@ -755,7 +760,7 @@ def _replay(
 ) -> builtins.set[int]:
     """Handles the notifications' unapplied events into `views`; the partitions touched."""
     todo = _unapplied_events(projection, context, DecodedBatch(mapper, notifications), parts)
-    _handle_events(projection, context, todo, views, prefetch=prefetch)
+    handle_events(projection, context, todo, views, prefetch=prefetch)
     return {part for _, part in todo}
 
 
@@ -766,6 +771,7 @@ def _replay_share(
     read: Callable[[], Sequence[Notification]],
     parts: Sequence[PartitionState],
     views: Sequence[ViewBatch],
+    prefetch: bool,
 ) -> tuple[Any, list[int], int, float]:
     """In a forked child: what :meth:`Projection.replay_share` returns for the unapplied
     events of what `read()` reads, the partitions touched, the notifications read and
@@ -774,7 +780,7 @@ def _replay_share(
     notifications = read()
     todo = _unapplied_events(projection, context, DecodedBatch(mapper, notifications), parts)
     writes = [view.op_count() for view in views]
-    share = projection.replay_share(context, todo, views)
+    share = projection.replay_share(context, todo, views, prefetch)
     if [view.op_count() for view in views] != writes:
         raise RuntimeError(f"{projection.name} wrote to its views replaying a share")
     touched = sorted({part for _, part in todo})
@@ -790,6 +796,7 @@ def _replay_shared(
     shares: _Shares,
     parts: Sequence[PartitionState],
     views: Sequence[ViewBatch],
+    prefetch: bool,
 ) -> tuple[builtins.set[int], int]:
     """Replays the notifications after `after` up to `stop` into `views`: those of the
     child's share of the aggregates in a forked child, which reads them through a
@@ -798,18 +805,19 @@ def _replay_shared(
     recorder = cast(ShareReader, app.recorder)
     ours, theirs = shares.sides()
     read_theirs = partial(recorder.select_share, after, stop, theirs, own_connection=True)
-    child = ForkedShare(
-        partial(_replay_share, projection, context, app.mapper, read_theirs, parts, views)
+    replay_theirs = partial(
+        _replay_share, projection, context, app.mapper, read_theirs, parts, views, prefetch
     )
+    child = ForkedShare(replay_theirs)
     started = time.perf_counter()
     notifications = recorder.select_share(after, stop, ours)
-    touched = _replay(projection, context, app.mapper, notifications, parts, views, False)
+    touched = _replay(projection, context, app.mapper, notifications, parts, views, prefetch)
     our_seconds = time.perf_counter() - started
     shared = child.result_beside(our_seconds)
     if shared is None:
         their_notifications = recorder.select_share(after, stop, theirs)
         touched |= _replay(
-            projection, context, app.mapper, their_notifications, parts, views, False
+            projection, context, app.mapper, their_notifications, parts, views, prefetch
         )
         return touched, len(notifications) + len(their_notifications)
     absorbing = time.perf_counter()
@@ -864,13 +872,14 @@ def rebuild(
     reads prefetched, as incremental batches do: memory stays bounded whatever the size
     of the store.
 
-    Until anything is written out, the contexts in :attr:`~Projection.replayed_apart`
-    whose recorder is a :class:`ShareReader` are replayed ``SHARE_PAGES`` pages of ids
-    at a time, on two cores: a forked child reads the events of a share of the
-    aggregates through a connection of its own and replays them while the rebuild
-    replays the others, then the rebuild takes in what the child returns (or, if the
-    child failed, reads and replays its share itself). The share follows how fast each
-    side went. One process alone would be bound by reading and decoding.
+    The contexts in :attr:`~Projection.replayed_apart` whose recorder is a
+    :class:`ShareReader` are replayed ``SHARE_PAGES`` pages of ids at a time, on two
+    cores: a forked child reads the events of a share of the aggregates through a
+    connection of its own and replays them while the rebuild replays the others, then
+    the rebuild takes in what the child returns (or, if the child failed, reads and
+    replays its share itself). The share follows how fast each side went. One process
+    alone would be bound by reading and decoding. Once something was written out, both
+    sides prefetch what they read back, the child through a store connection of its own.
 
     Safe while live workers run: they keep updating the old generation until the
     switch, which retires it so their next commit is refused; they then reload and
@@ -920,10 +929,12 @@ def rebuild(
                 for _ in range(catch_up_passes):
                     if target <= after:
                         break
-                    while shares and not spilled and target - after >= share_from:
+                    while shares and target - after >= share_from:
                         stop = min(target, after + page_size * SHARE_PAGES)
                         parts, count = _replay_shared(
-                            projection, context, app, after, stop, shares, state.parts, views
+                            *(projection, context, app, after, stop, shares, state.parts),
+                            views,
+                            prefetch=spilled,
                         )
                         replayed(context, stop, count, parts)
                         after = stop

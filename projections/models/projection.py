@@ -47,7 +47,14 @@ from domain.clock import local_day
 from domain.doses import DoseKind
 from domain.names import masked
 from domain.vaccines import CATALOGUE, Catalogue
-from projections.engine import DomainEvent, Projection, Read, ViewBatch, partition_for
+from projections.engine import (
+    DomainEvent,
+    Projection,
+    Read,
+    ViewBatch,
+    handle_events,
+    partition_for,
+)
 from projections.forked import ForkedShare, spare_cores
 from projections.models import statistics
 from projections.models.arrivals import Entry, arrival_entries
@@ -356,14 +363,17 @@ class CitizenProjection(Projection):
         return len(view.scratch.get(_TOUCHED, ()))
 
     def replay_share(
-        self, context: str, todo: Sequence[tuple[DomainEvent, int]], views: Sequence[ViewBatch]
+        self,
+        context: str,
+        todo: Sequence[tuple[DomainEvent, int]],
+        views: Sequence[ViewBatch],
+        prefetch: bool,
     ) -> Any:
         """(the owners of the records replayed, and per citizen changed: partition,
         pseudonym, latest event time and the context's part). A record whose first event
         is not known here fails the share (the child does not read the event store)."""
         self.owners.without_lookups()
-        for event, part in todo:
-            self.handle(event, context, views[part])
+        handle_events(self, context, todo, views, prefetch)
         part_of = _PARTS[context][0]
         owners: set[tuple[int, str]] = set()
         changed: dict[str, int] = {}
@@ -383,8 +393,17 @@ class CitizenProjection(Projection):
         return list(owners), citizens
 
     def absorb_share(self, context: str, share: Any, views: Sequence[ViewBatch]) -> None:
+        """Takes the parts in after reading, in one round trip per view, what the states
+        of the citizens named were stored as (nothing, before a rebuild writes out)."""
         owners, citizens = share
         self.owners.learn_all(owners)
+        reads: dict[int, list[Read]] = {}
+        for part, pseudonym, _, _ in citizens:
+            reads.setdefault(part, [("hgetall", RISK_KEY)]).append(
+                ("hget", citizen_bucket(pseudonym), citizen_field(pseudonym))
+            )
+        for part, wanted in reads.items():
+            views[part].preload(wanted)
         take_part = _PARTS[context][1]
         for part, pseudonym, seen, fields in citizens:
             state = self._touch(views[part], pseudonym).state

@@ -231,6 +231,11 @@ def test_a_rebuild_whose_forked_children_replay_shares_equals_one_replaying_alon
     shared = ProjectionRuntime(registry, RedisStore(client, f"{redis_prefix}shared"))
     rebuild(shared.store, shared.projections[0], registry.apps, page_size=1, share_from=1)
     assert normalised(shared.store.snapshot(NAME)) == expected
+    # Over its limit after every read: both sides read back what was written out.
+    limited = ProjectionRuntime(registry, RedisStore(client, f"{redis_prefix}limited"))
+    limited.projections[0].hold_limit = 3
+    rebuild(limited.store, limited.projections[0], registry.apps, page_size=1, share_from=1)
+    assert normalised(limited.store.snapshot(NAME)) == expected
     assert "forked share" not in caplog.text
 
     def fail(*args: object) -> None:
