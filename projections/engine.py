@@ -48,6 +48,8 @@ Read = (
     | tuple[Literal["hget", "sismember"], str, bytes | str]
 )
 """A read announced by :meth:`Projection.prefetch`: (kind, logical key[, field or member])."""
+Todo = Sequence[tuple[DomainEvent, int]]
+"""Events to handle, each with its partition."""
 
 
 def _b(value: Value) -> bytes:
@@ -126,11 +128,7 @@ class Projection:
         return 0
 
     def replay_share(
-        self,
-        context: str,
-        todo: Sequence[tuple[DomainEvent, int]],
-        views: Sequence[ViewBatch],
-        prefetch: bool,
+        self, context: str, todo: Todo, views: Sequence[ViewBatch], prefetch: bool
     ) -> Any:
         """In a forked child: handle `todo` (events of a context in
         :attr:`replayed_apart`, with their partitions) into the child's copies of
@@ -533,7 +531,7 @@ def _unapplied_events(
 def handle_events(
     projection: Projection,
     context: str,
-    todo: Sequence[tuple[DomainEvent, int]],
+    todo: Todo,
     views: Mapping[int, ViewBatch] | Sequence[ViewBatch],
     prefetch: bool,
 ) -> None:

@@ -51,6 +51,7 @@ from projections.engine import (
     DomainEvent,
     Projection,
     Read,
+    Todo,
     ViewBatch,
     handle_events,
     partition_for,
@@ -363,11 +364,7 @@ class CitizenProjection(Projection):
         return len(view.scratch.get(_TOUCHED, ()))
 
     def replay_share(
-        self,
-        context: str,
-        todo: Sequence[tuple[DomainEvent, int]],
-        views: Sequence[ViewBatch],
-        prefetch: bool,
+        self, context: str, todo: Todo, views: Sequence[ViewBatch], prefetch: bool
     ) -> Any:
         """(the owners of the records replayed, and per citizen changed: partition,
         pseudonym, latest event time and the context's part). A record whose first event
