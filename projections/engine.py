@@ -137,9 +137,12 @@ class Projection:
         :mod:`marshal` carries. It must read nothing but through the views."""
         raise NotImplementedError
 
-    def absorb_share(self, context: str, share: Any, views: Sequence[ViewBatch]) -> None:
+    def absorb_share(
+        self, context: str, share: Any, views: Sequence[ViewBatch], prefetch: bool
+    ) -> None:
         """Take into `views` what :meth:`replay_share` returned, as if its events had
-        been handled here."""
+        been handled here (with `prefetch`, reading what it needs first, in one round
+        trip per view)."""
         raise NotImplementedError
 
 
@@ -820,7 +823,7 @@ def _replay_shared(
         return touched, len(notifications) + len(their_notifications)
     absorbing = time.perf_counter()
     share, their_parts, count, their_seconds = shared
-    projection.absorb_share(context, share, views)
+    projection.absorb_share(context, share, views, prefetch)
     our_seconds += time.perf_counter() - absorbing
     shares.balance(len(notifications), our_seconds, count, their_seconds)
     return touched | set(their_parts), len(notifications) + count

@@ -1,14 +1,14 @@
 """A share of a pure computation done by a forked child on another core.
 
 A rebuild replays shares of some contexts' events, and derives every citizen it holds at
-the end of its replay: pure work on data already in memory. A child forked then sees
-that data without copying it (pages are shared until written), computes its share while
-the parent computes the rest, and
-sends back results that :mod:`marshal` can carry (bytes, numbers, strings, tuples, sets,
-dicts). The child only computes, without the cyclic collector (whose traversals would
-copy every page), and writes to its pipe, then leaves with ``os._exit``: it touches no
-lock, connection or file of the parent's. Whatever goes wrong in it, the parent gets
-None and computes the share itself, so the results never depend on it.
+the end of its replay: work on data already in memory. A child forked then sees that
+data without copying it (pages are shared until written), computes its share while the
+parent computes the rest, and sends back results that :mod:`marshal` can carry (bytes,
+numbers, strings, tuples, sets, dicts). The child runs without the cyclic collector
+(whose traversals would copy every page), reads only through connections of its own,
+writes to its pipe, then leaves with ``os._exit``: it uses no lock, connection or file
+of the parent's. Whatever goes wrong in it, the parent gets None and computes the share
+itself, so the results never depend on it.
 """
 
 from __future__ import annotations

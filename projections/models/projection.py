@@ -133,6 +133,11 @@ def citizen_field(pseudonym: str) -> bytes:
     return bytes.fromhex(pseudonym)
 
 
+def _state_read(pseudonym: str) -> Read:
+    """The read of a citizen's stored value."""
+    return ("hget", citizen_bucket(pseudonym), citizen_field(pseudonym))
+
+
 ORIGIN_BUCKETS = 256
 """Below 512 travellers per bucket (131k per province) a bucket is a listpack: about a
 third of a set member's size; above, a bucket costs what a set would."""
@@ -340,7 +345,7 @@ class CitizenProjection(Projection):
         reads: list[Read] = [("hgetall", RISK_KEY)]
         pseudonym = self._pseudonym(event, context, *self._route(event))
         if pseudonym is not None:
-            reads.append(("hget", citizen_bucket(pseudonym), citizen_field(pseudonym)))
+            reads.append(_state_read(pseudonym))
         return reads
 
     def handle(self, event: DomainEvent, context: str, view: ViewBatch) -> None:
@@ -389,18 +394,19 @@ class CitizenProjection(Projection):
             citizens.append((part, pseudonym, state.seen, part_of(state)))
         return list(owners), citizens
 
-    def absorb_share(self, context: str, share: Any, views: Sequence[ViewBatch]) -> None:
-        """Takes the parts in after reading, in one round trip per view, what the states
-        of the citizens named were stored as (nothing, before a rebuild writes out)."""
+    def absorb_share(
+        self, context: str, share: Any, views: Sequence[ViewBatch], prefetch: bool
+    ) -> None:
+        """With `prefetch`, reads first what the states of the citizens named were
+        stored as."""
         owners, citizens = share
         self.owners.learn_all(owners)
-        reads: dict[int, list[Read]] = {}
-        for part, pseudonym, _, _ in citizens:
-            reads.setdefault(part, [("hgetall", RISK_KEY)]).append(
-                ("hget", citizen_bucket(pseudonym), citizen_field(pseudonym))
-            )
-        for part, wanted in reads.items():
-            views[part].preload(wanted)
+        if prefetch:
+            reads: dict[int, list[Read]] = {}
+            for part, pseudonym, _, _ in citizens:
+                reads.setdefault(part, [("hgetall", RISK_KEY)]).append(_state_read(pseudonym))
+            for part, wanted in reads.items():
+                views[part].preload(wanted)
         take_part = _PARTS[context][1]
         for part, pseudonym, seen, fields in citizens:
             state = self._touch(views[part], pseudonym).state

@@ -293,8 +293,7 @@ class CitizenState:
         )
 
     def take_immunization_part(self, part: tuple[Any, ...]) -> None:
-        registered, screening, doses, self.recovered_on, self.record_moved = part
-        self.registered = None if registered is None else (registered[0], registered[1])
+        self.registered, screening, doses, self.recovered_on, self.record_moved = part
         self.screening = None if screening is None else ScreeningState(*screening)
         self.doses = [DoseState(*dose) for dose in doses]
         self.changed()
