@@ -125,3 +125,42 @@ def test_migrating_creates_a_function_per_table_and_not_the_librarys_shared_one(
         names = {row[0] for row in conn.execute("SELECT proname FROM pg_proc")}
     assert {"census_events_insert", "clinic_events_insert"} <= names
     assert not any(name.startswith("es_insert_events") for name in names)
+
+
+def test_versions_and_states_of_any_size_are_saved_as_given(apps: tuple[Census, Clinic]) -> None:
+    census, _ = apps
+    originator = uuid.uuid4()
+    events = [
+        StoredEvent(originator, version, "tests:Tally.Counted", bytes([version % 256]) * size)
+        for version, size in ((1, 0), (70_000, 3), (3_000_000_000, 100_000))
+    ]
+    census.recorder.insert_events(events)
+
+    assert census.recorder.select_events(originator) == events
+    assert census.recorder.select_events(originator, gt=1, limit=1) == events[1:2]
+    assert census.recorder.select_events(originator, lte=70_000, desc=True) == events[1::-1]
+
+
+def test_migrating_drops_the_function_that_took_an_array_of_composite_events(
+    apps: tuple[Census, Clinic], postgres_url: str
+) -> None:
+    census, _ = apps
+    recorder = census.recorder
+    assert isinstance(recorder, OneTripRecorder)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(
+            f"CREATE FUNCTION census_events_insert(events {recorder.stored_event_type_name}[]) "
+            "RETURNS SETOF bigint LANGUAGE sql AS 'SELECT 1::bigint'"
+        )
+        recorder.create_table()
+        signatures = [
+            row[0]
+            for row in conn.execute(
+                "SELECT pg_get_function_identity_arguments(oid) FROM pg_proc "
+                "WHERE proname = 'census_events_insert'"
+            )
+        ]
+
+    assert signatures == ["ids uuid[], versions bigint[], topics text[], states bytea[]"]
+    census.save(Tally(1))
+    assert recorder.max_notification_id() == 1
