@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from api.http import hotpath
 from api.http.access import WATCHED, Watched, install_access_log
+from api.http.dose_path import DoseRecording, is_dose_recording
 from api.http.metrics import LagSource, Metrics, MetricsRegistry
 from api.http.problems import (
     BodySizeLimit,
@@ -52,15 +53,21 @@ header to make a retry safe. Errors are RFC 9457 problem documents with a stable
 
 
 class RegistryAPI(FastAPI):
-    """The API app: checkpoint lookups go straight to `lookups`, ahead of the middleware."""
+    """The API app: checkpoint lookups go straight to `lookups` and doses to `doses`,
+    ahead of the middleware."""
 
     lookups: hotpath.CheckpointLookups | None = None
+    doses: DoseRecording | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.lookups is not None:
-            route = hotpath.route_of(scope["path"])
-            if route is not None:
-                await self.lookups.serve(route, scope, receive, send)
+        if scope["type"] == "http":
+            if self.lookups is not None:
+                route = hotpath.route_of(scope["path"])
+                if route is not None:
+                    await self.lookups.serve(route, scope, receive, send)
+                    return
+            if self.doses is not None and is_dose_recording(scope):
+                await self.doses.serve(scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
 
@@ -139,6 +146,7 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes, exempt=(imports.IMPORTS_PATH,))
     install_problem_handlers(app)
     app.lookups = hotpath.install(app)
+    app.doses = DoseRecording(app, max_body_bytes)
     return app
 
 

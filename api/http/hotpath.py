@@ -29,16 +29,10 @@ from api.http.problems import (
     ServiceUnavailable,
     problem_for_exception,
     problem_responses,
-    scope_header,
 )
 from api.http.roles import Role
 from api.http.routers.queries import POSITION_PATTERN, WAIT_FOR_DESCRIPTION, reach, read_models
-from api.http.security import (
-    AuthenticationError,
-    TokenVerifier,
-    ensure_role,
-    verify_without_blocking,
-)
+from api.http.security import TokenVerifier, bearer_principal, ensure_role
 from application.access_log import AccessEntry, AccessRecorder
 from domain.base import Actor
 from domain.errors import CitizenNotFound, DeclarationNotFound, InvalidValue
@@ -129,10 +123,7 @@ class CheckpointDocument(BaseModel):
 
 async def _reader(scope: Scope, verifier: TokenVerifier) -> Actor:
     """The reader of the request's bearer token, if its role may look up statuses."""
-    scheme, _, token = (scope_header(scope, b"authorization") or "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise AuthenticationError("a bearer token is required", token_presented=False)
-    principal = await verify_without_blocking(verifier, token)
+    principal = await bearer_principal(scope, verifier)
     ensure_role(principal, ROLES)
     return actor_of(principal)
 

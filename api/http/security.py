@@ -40,8 +40,9 @@ import redis
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Scope
 
-from api.http.problems import ProblemError
+from api.http.problems import ProblemError, scope_header
 from api.http.roles import Role
 from domain.errors import DomainError, InvalidValue
 from domain.identity import NationalId
@@ -347,6 +348,15 @@ async def verify_without_blocking(verifier: TokenVerifier, token: str) -> Princi
     if principal is None:
         principal = await run_in_threadpool(verifier.verify_recent, token)
     return principal
+
+
+async def bearer_principal(scope: Scope, verifier: TokenVerifier) -> Principal:
+    """The principal of the bearer token of a request served ahead of FastAPI's
+    dependencies (read off its ASGI scope as `HTTPBearer` reads it); a 401 without one."""
+    scheme, _, token = (scope_header(scope, b"authorization") or "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise AuthenticationError("a bearer token is required", token_presented=False)
+    return await verify_without_blocking(verifier, token)
 
 
 BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
