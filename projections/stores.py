@@ -18,10 +18,12 @@ must be above the stored one.
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, cast
@@ -324,16 +326,33 @@ def _snapshot_value(value: _MemValue) -> SnapshotValue:
     return frozenset(value)
 
 
+_MEMORY_STORES: weakref.WeakSet[MemoryStore] = weakref.WeakSet()
+
+
+def _renew_memory_store_locks() -> None:
+    """In a forked child: the stores' locks, which another thread of the parent may have
+    held at the fork and would then never release here, replaced by new ones."""
+    for store in list(_MEMORY_STORES):
+        store._lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renew_memory_store_locks)
+
+
 class MemoryStore:
     """In-process store with the same semantics as :class:`RedisStore`.
 
-    Thread-safe; nothing survives the process. Used by the embedded mode and tests.
+    Thread-safe; nothing survives the process. Used by the embedded mode and tests. A
+    rebuild's forked child may read it (the states of its share of the rebuild's own
+    generation, which only the forking thread writes): it does so with a lock of its own.
     """
 
     def __init__(self, namespace: str = "vaxreg") -> None:
         self.layout = KeyLayout(namespace)
         self._data: dict[str, _MemValue] = {}
         self._lock = threading.RLock()
+        _MEMORY_STORES.add(self)
 
     def flush(self) -> None:
         """Forget everything, like FLUSHALL on a Redis server."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import marshal
 import os
+import threading
 import time
 from datetime import UTC, date, datetime, timedelta
 
@@ -32,6 +33,7 @@ from projections.models.state import (
 from projections.models.state import (
     TestState as SampledTest,
 )
+from projections.stores import MemoryStore
 
 START = datetime(2021, 6, 1, 1, 30, tzinfo=UTC)
 PRODUCTS = sorted(CATALOGUE.products)
@@ -164,3 +166,23 @@ def test_a_forked_share_that_takes_too_long_is_killed() -> None:
     started = time.monotonic()
     assert ForkedShare(lambda: time.sleep(60)).result(timeout=0.5) is None
     assert time.monotonic() - started < 10
+
+
+def test_a_forked_child_reads_a_memory_store_whose_lock_another_thread_held() -> None:
+    store = MemoryStore()
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store._lock:
+            held.set()
+            release.wait()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    try:
+        read = ForkedShare(lambda: store.meta("citizens") is None).result(timeout=10)
+    finally:
+        release.set()
+        holder.join()
+    assert read is True
