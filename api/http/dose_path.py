@@ -21,6 +21,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -57,6 +58,16 @@ def _idempotency_key(scope: Scope, errors: Errors) -> str | None:
             }
         )
     return key
+
+
+async def _body(request: Request) -> bytes:
+    """The body as FastAPI reads it: one that cannot be read (the client left) is a 400."""
+    try:
+        return await request.body()
+    except HTTPException:
+        raise
+    except Exception as error:
+        raise HTTPException(400, "There was an error parsing the body") from error
 
 
 def _is_json(content_type: str) -> bool:
@@ -115,7 +126,7 @@ class DoseRecording:
             ensure_role(principal, ROLES)
         scope["app"] = self._app
         request = Request(scope, receive)
-        dose = _dose(await request.body(), request.headers.get("content-type"), errors)
+        dose = _dose(await _body(request), request.headers.get("content-type"), errors)
         if errors or dose is None:
             raise RequestValidationError(errors)
         staff = Caller(principal, CommandRequest(actor_of(principal), key))

@@ -4,6 +4,7 @@ route does: every request below goes to an app with `DoseRecording` and to one w
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from starlette.types import Message, Scope
 
 from api.http.app import create_app
 from api.http.dose_path import DOSES
@@ -34,6 +36,7 @@ DOSE: dict[str, Any] = {
     "site": "left_arm",
 }
 JSON = {"Content-Type": "application/json"}
+JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
 @dataclass(frozen=True)
@@ -149,3 +152,41 @@ def test_doses_served_ahead_of_the_middleware_are_counted_under_their_route(
     metrics = served.get("/metrics").text
 
     assert f'method="POST",route="{DOSES}",status="403"' in metrics
+
+
+def test_a_client_that_leaves_before_its_body_gets_the_answer_of_the_route(
+    clients: tuple[TestClient, TestClient], registry: Registry
+) -> None:
+    issuer = TokenIssuer(registry.settings.secret_keys)
+    authorization = f"Bearer {token(issuer, Role.MEDICAL_STAFF)}".encode()
+
+    async def leave() -> Message:
+        return {"type": "http.disconnect"}
+
+    def status_of(client: TestClient) -> int:
+        sent: list[Message] = []
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        async def call() -> None:
+            await client.app(scope, leave, send)
+
+        scope: Scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": DOSES,
+            "raw_path": DOSES.encode(),
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"authorization", authorization), *JSON_HEADERS],
+            "client": ("127.0.0.1", 5000),
+            "server": ("testserver", 80),
+        }
+        asyncio.run(call())
+        return int(sent[0]["status"])
+
+    assert [status_of(client) for client in clients] == [400, 400]
