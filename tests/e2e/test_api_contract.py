@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date
 from typing import Any
 
 import pytest
@@ -17,7 +16,10 @@ from api.http.app import create_app
 from api.http.roles import Role
 from api.http.security import TokenIssuer
 from infrastructure.bootstrap import Registry
-from tests.support.registry import ADMIN, LAN, MovableClock, build_registry, registry_settings
+from tests.support.registry import (
+    LAN,
+    lan_registry,
+)
 
 ALL = frozenset(Role)
 ADMIN_ONLY = frozenset({Role.ADMIN})
@@ -86,12 +88,8 @@ def token(issuer: TokenIssuer, role: Role) -> str:
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    settings = registry_settings(tmp_path_factory.mktemp("contract"))
-    registry = build_registry(settings, MovableClock())
-    registry.population.register_citizen(ADMIN, LAN)
-    registry.immunization.register_lot(ADMIN, "comirnaty", "PF1", date(2022, 6, 1))
-    yield registry
-    registry.close()
+    with lan_registry(tmp_path_factory.mktemp("contract")) as registry:
+        yield registry
 
 
 @pytest.fixture(scope="module")

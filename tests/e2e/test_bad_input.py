@@ -9,7 +9,6 @@ moved. Oversized bodies are refused with 413 before the app reads them; absurd v
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date
 from typing import Any
 
 import pytest
@@ -25,7 +24,10 @@ from api.http.security import TokenIssuer
 from infrastructure.bootstrap import Registry
 from projections.runtime import ProjectionRuntime
 from tests.e2e.test_api_contract import MATRIX, PUBLIC, token
-from tests.support.registry import ADMIN, LAN, MovableClock, build_registry, registry_settings
+from tests.support.registry import (
+    LAN,
+    lan_registry,
+)
 
 ROLES = {**MATRIX, ("GET", "/v1/access-log"): frozenset({Role.AUDITOR})}
 OPERATIONS = sorted(
@@ -40,11 +42,8 @@ LAN_ID = str(LAN.person)
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    registry = build_registry(registry_settings(tmp_path_factory.mktemp("bad")), MovableClock())
-    registry.population.register_citizen(ADMIN, LAN)
-    registry.immunization.register_lot(ADMIN, "comirnaty", "PF1", date(2022, 6, 1))
-    yield registry
-    registry.close()
+    with lan_registry(tmp_path_factory.mktemp("bad")) as registry:
+        yield registry
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import asyncio
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any
 
 import httpx
@@ -23,7 +22,10 @@ from api.http.security import TokenIssuer
 from application.commands import MAX_REQUEST_ID_LENGTH
 from infrastructure.bootstrap import Registry
 from tests.e2e.test_api_contract import token
-from tests.support.registry import ADMIN, LAN, MovableClock, build_registry, registry_settings
+from tests.support.registry import (
+    LAN,
+    lan_registry,
+)
 
 BODY_LIMIT = 2_000
 DOSE: dict[str, Any] = {
@@ -78,11 +80,8 @@ REFUSED = {
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    registry = build_registry(registry_settings(tmp_path_factory.mktemp("doses")), MovableClock())
-    registry.population.register_citizen(ADMIN, LAN)
-    registry.immunization.register_lot(ADMIN, "comirnaty", "PF1", date(2022, 6, 1))
-    yield registry
-    registry.close()
+    with lan_registry(tmp_path_factory.mktemp("doses")) as registry:
+        yield registry
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -63,6 +65,19 @@ LAN = CitizenDetails(
     "0912345678",
 )
 LAN_AT_SITE = IdentityAtSite(LAN.person, "nguyễn thị  lan", LAN.date_of_birth)
+
+
+@contextlib.contextmanager
+def lan_registry(tmp_path: Path) -> Iterator[Registry]:
+    """An embedded registry on a movable clock, with `LAN` registered and lot PF1 of
+    comirnaty usable until June 2022; closed afterwards."""
+    registry = build_registry(registry_settings(tmp_path), MovableClock())
+    try:
+        registry.population.register_citizen(ADMIN, LAN)
+        registry.immunization.register_lot(ADMIN, "comirnaty", "PF1", date(2022, 6, 1))
+        yield registry
+    finally:
+        registry.close()
 
 
 def dose(
