@@ -2,7 +2,9 @@
 
 Only medical staff record here, always for their own unit, which comes from the token;
 a dose is corrected or voided only by staff of the unit that gave it. Recording a dose,
-the busiest command, runs on the command threads (`run_command`).
+the busiest command, runs on the command threads (`run_command`), and the app calls
+`record_dose` from `api.http.dose_path`, ahead of the middleware and of the dependencies
+declared here (which the OpenAPI document still shows).
 """
 
 from __future__ import annotations
