@@ -30,6 +30,7 @@ from infrastructure.settings import Settings
 
 API_PREFIX = "/v1"
 REPLAYED_HEADER = "Idempotent-Replayed"
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 JSON_MEDIA_TYPE = "application/json"
 _REPLAYED = {REPLAYED_HEADER: "true"}
 
@@ -108,7 +109,7 @@ def caller(*roles: Role) -> Callable[..., Awaitable[Caller]]:
         idempotency_key: Annotated[
             str | None,
             Header(
-                alias="Idempotency-Key",
+                alias=IDEMPOTENCY_KEY_HEADER,
                 max_length=MAX_REQUEST_ID_LENGTH,
                 description=(
                     "Makes a retry safe: the first response is returned again and nothing "

@@ -26,19 +26,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from api.http.dependencies import API_PREFIX, Caller, actor_of
+from api.http.dependencies import API_PREFIX, IDEMPOTENCY_KEY_HEADER, Caller, actor_of
 from api.http.metrics import MetricsRegistry
 from api.http.problems import BodySizeLimit, problem_for_exception, scope_header
-from api.http.roles import Role
-from api.http.routers.vaccinations import record_dose
+from api.http.routers.vaccinations import STAFF_ROLES, record_dose
 from api.http.schemas.commands import DoseIn
 from api.http.security import TokenVerifier, bearer_principal, ensure_role
 from application.commands import MAX_REQUEST_ID_LENGTH
 from application.commands import Request as CommandRequest
 
 DOSES = f"{API_PREFIX}/vaccinations/doses"
-ROLES = frozenset({Role.MEDICAL_STAFF})
-IDEMPOTENCY_KEY = "Idempotency-Key"
+ROLES = frozenset(STAFF_ROLES)
+_IDEMPOTENCY_KEY = IDEMPOTENCY_KEY_HEADER.lower().encode()
 
 Errors = list[dict[str, Any]]
 
@@ -48,12 +47,12 @@ def is_dose_recording(scope: Scope) -> bool:
 
 
 def _idempotency_key(scope: Scope, errors: Errors) -> str | None:
-    key = scope_header(scope, IDEMPOTENCY_KEY.lower().encode())
+    key = scope_header(scope, _IDEMPOTENCY_KEY)
     if key is not None and len(key) > MAX_REQUEST_ID_LENGTH:
         errors.append(
             {
                 "type": "string_too_long",
-                "loc": ("header", IDEMPOTENCY_KEY),
+                "loc": ("header", IDEMPOTENCY_KEY_HEADER),
                 "msg": f"String should have at most {MAX_REQUEST_ID_LENGTH} characters",
             }
         )

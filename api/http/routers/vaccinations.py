@@ -50,7 +50,8 @@ from infrastructure.bootstrap import Registry
 
 router = APIRouter(prefix=f"{API_PREFIX}/vaccinations", tags=["vaccinations"])
 
-Staff = Annotated[Caller, Depends(caller(Role.MEDICAL_STAFF))]
+STAFF_ROLES = (Role.MEDICAL_STAFF,)
+Staff = Annotated[Caller, Depends(caller(*STAFF_ROLES))]
 ERRORS = problem_responses(401, 403, 404, 409, 422, 503)
 DoseAccepted = Accepted[DoseRecorded]
 
