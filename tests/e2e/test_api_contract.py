@@ -16,10 +16,7 @@ from api.http.app import create_app
 from api.http.roles import Role
 from api.http.security import TokenIssuer
 from infrastructure.bootstrap import Registry
-from tests.support.registry import (
-    LAN,
-    lan_registry,
-)
+from tests.support.registry import LAN, lan_registry
 
 ALL = frozenset(Role)
 ADMIN_ONLY = frozenset({Role.ADMIN})

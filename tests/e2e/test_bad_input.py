@@ -24,10 +24,7 @@ from api.http.security import TokenIssuer
 from infrastructure.bootstrap import Registry
 from projections.runtime import ProjectionRuntime
 from tests.e2e.test_api_contract import MATRIX, PUBLIC, token
-from tests.support.registry import (
-    LAN,
-    lan_registry,
-)
+from tests.support.registry import LAN, lan_registry
 
 ROLES = {**MATRIX, ("GET", "/v1/access-log"): frozenset({Role.AUDITOR})}
 OPERATIONS = sorted(

@@ -22,10 +22,7 @@ from api.http.security import TokenIssuer
 from application.commands import MAX_REQUEST_ID_LENGTH
 from infrastructure.bootstrap import Registry
 from tests.e2e.test_api_contract import token
-from tests.support.registry import (
-    LAN,
-    lan_registry,
-)
+from tests.support.registry import LAN, lan_registry
 
 BODY_LIMIT = 2_000
 DOSE: dict[str, Any] = {
