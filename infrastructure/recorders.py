@@ -121,9 +121,9 @@ class OneTripRecorder(PostgresApplicationRecorder):
         through a new connection (not the pool's), as a forked child must."""
         params = (after, stop, share.cut, share.below)
         if own_connection:
-            with self._new_connection() as conn:
-                return _notifications(conn.execute(self._select_share, params).fetchall())
-        with self.datastore.get_connection() as conn, conn.cursor() as cursor:
+            with self._new_connection() as conn, _share_cursor(conn) as cursor:
+                return _notifications(cursor.execute(self._select_share, params).fetchall())
+        with self.datastore.get_connection() as conn, _share_cursor(conn) as cursor:
             cursor.execute(self._select_share, params, prepare=True)
             return _notifications(cursor.fetchall())
 
@@ -153,14 +153,13 @@ class OneTripRecorder(PostgresApplicationRecorder):
             return [row["notification_id"] for row in cursor.fetchall()]
 
 
-def _notifications(rows: Sequence[DictRow]) -> list[Notification]:
+def _share_cursor(conn: psycopg.Connection[Any]) -> psycopg.Cursor[tuple[Any, ...]]:
+    """A cursor of tuples read in binary: states come as they are, not in hex."""
+    return conn.cursor(row_factory=tuple_row, binary=True)
+
+
+def _notifications(rows: Sequence[tuple[Any, ...]]) -> list[Notification]:
     return [
-        Notification(
-            id=row["notification_id"],
-            originator_id=row["originator_id"],
-            originator_version=row["originator_version"],
-            topic=row["topic"],
-            state=bytes(row["state"]),
-        )
-        for row in rows
+        Notification(originator_id, version, topic, state, notification_id)
+        for notification_id, originator_id, version, topic, state in rows
     ]
