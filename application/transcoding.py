@@ -54,13 +54,19 @@ class EnumAsValue(Transcoding):
     def __init__(self, enum_type: type[Enum], name: str) -> None:
         self.type = enum_type
         self.name = name
+        self._members = {member.value: member for member in enum_type}
 
     def encode(self, obj: Enum) -> Any:
         return obj.value
 
     def decode(self, data: Any) -> Enum:
-        member: Enum = self.type(data)
-        return member
+        """The member by a dictionary lookup, cheaper than calling the enum; what is not
+        a member's value goes to the enum, which refuses it."""
+        try:
+            return self._members[data]
+        except (KeyError, TypeError):
+            member: Enum = self.type(data)
+            return member
 
 
 class DataclassAsDict(Transcoding):
@@ -88,7 +94,7 @@ class DataclassAsDict(Transcoding):
         if len(data) != len(self._names):
             return self.type(**data)
         obj: Any = object.__new__(self.type)
-        obj.__dict__.update(data)
+        object.__setattr__(obj, "__dict__", data)
         return obj
 
 
