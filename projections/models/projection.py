@@ -173,12 +173,16 @@ _ZDICT = (
 Changing it means bumping the projection's version."""
 _WBITS = -12
 """A window that holds the dictionary and a whole value."""
+_PACKER = zlib.compressobj(9, zlib.DEFLATED, _WBITS, 4, zlib.Z_DEFAULT_STRATEGY, _ZDICT)
+"""A compressor with the dictionary loaded, copied for each value (cheaper than loading
+it again). Its small hash table (memory level 4) suits values of a few hundred bytes:
+clearing the default one cost more than compressing such a value."""
 
 
 def join_value(timeline_part: bytes, state_part: bytes) -> bytes:
     """A citizen's stored value: the timeline as served and the state, deflated together
     (so what the state repeats of the timeline costs little)."""
-    packer = zlib.compressobj(9, zlib.DEFLATED, _WBITS, 9, zlib.Z_DEFAULT_STRATEGY, _ZDICT)
+    packer = _PACKER.copy()
     return packer.compress(timeline_part + TIMELINE_END + state_part) + packer.flush()
 
 
