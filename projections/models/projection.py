@@ -373,25 +373,26 @@ class CitizenProjection(Projection):
         return len(view.scratch.get(_TOUCHED, ()))
 
     def replay_share(
-        self, context: str, todo: Todo, views: Sequence[ViewBatch], prefetch: bool
+        self, context: str, todos: Iterable[Todo], views: Sequence[ViewBatch], prefetch: bool
     ) -> Any:
         """(the owners of the records replayed, and per citizen changed: partition,
         pseudonym, latest event time and the context's part). A record whose first event
         is not known here fails the share (the child does not read the event store)."""
         self.owners.without_lookups()
-        handle_events(self, context, todo, views, prefetch)
         part_of = _PARTS[context][0]
         owners: set[tuple[int, str]] = set()
         changed: dict[str, int] = {}
-        for event, part in todo:
-            family, kind = self._route(event)
-            pseudonym = self._pseudonym(event, context, family, kind)
-            if pseudonym is None:
-                continue
-            if family is not POPULATION:
-                owners.add((event.originator_id.int, pseudonym))
-            if kind != "Opened":
-                changed[pseudonym] = part
+        for todo in todos:
+            handle_events(self, context, todo, views, prefetch)
+            for event, part in todo:
+                family, kind = self._route(event)
+                pseudonym = self._pseudonym(event, context, family, kind)
+                if pseudonym is None:
+                    continue
+                if family is not POPULATION:
+                    owners.add((event.originator_id.int, pseudonym))
+                if kind != "Opened":
+                    changed[pseudonym] = part
         citizens = []
         for pseudonym, part in changed.items():
             state = self._touch(views[part], pseudonym).state
