@@ -31,6 +31,7 @@ rebuild holds many states at once.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import zlib
 from collections import OrderedDict
@@ -173,16 +174,26 @@ _ZDICT = (
 Changing it means bumping the projection's version."""
 _WBITS = -12
 """A window that holds the dictionary and a whole value."""
-_PACKER = zlib.compressobj(9, zlib.DEFLATED, _WBITS, 4, zlib.Z_DEFAULT_STRATEGY, _ZDICT)
-"""A compressor with the dictionary loaded, copied for each value (cheaper than loading
-it again). Its small hash table (memory level 4) suits values of a few hundred bytes:
-clearing the default one cost more than compressing such a value."""
+
+
+class _Packers(threading.local):
+    """Per thread, a compressor with the dictionary loaded, copied for each value (cheaper
+    than loading it again). Its small hash table (memory level 4) suits values of a few
+    hundred bytes: clearing the largest (level 9, 128 kB) cost more than compressing such
+    a value. One per thread, as a copy holds its compressor's lock: a thread forking a
+    child (see :mod:`projections.forked`) never leaves it one that another thread held."""
+
+    def __init__(self) -> None:
+        self.primed = zlib.compressobj(9, zlib.DEFLATED, _WBITS, 4, zlib.Z_DEFAULT_STRATEGY, _ZDICT)
+
+
+_PACKERS = _Packers()
 
 
 def join_value(timeline_part: bytes, state_part: bytes) -> bytes:
     """A citizen's stored value: the timeline as served and the state, deflated together
     (so what the state repeats of the timeline costs little)."""
-    packer = _PACKER.copy()
+    packer = _PACKERS.primed.copy()
     return packer.compress(timeline_part + TIMELINE_END + state_part) + packer.flush()
 
 
