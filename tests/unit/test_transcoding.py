@@ -65,3 +65,5 @@ def test_a_value_checked_more_strictly_since_it_was_stored_stays_readable(
 def test_an_unknown_enum_value_is_refused(transcoder: JSONTranscoder) -> None:
     with pytest.raises(ValueError, match="not a valid"):
         transcoder.decode(stored({"_type_": "sex", "_data_": "unknown"}))
+    with pytest.raises(ValueError, match="not a valid"):
+        transcoder.decode(stored({"_type_": "sex", "_data_": ["female"]}))
