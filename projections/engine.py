@@ -106,9 +106,10 @@ class Projection:
         raise NotImplementedError
 
     def prefetch(self, event: DomainEvent, context: str) -> Iterable[Read]:
-        """Reads :meth:`handle` will make for this event, fetched for the whole batch in
-        one pipelined round trip before any event is handled. Optional: a read not
-        announced here costs its own round trip."""
+        """Reads :meth:`handle` will make for this event, fetched for the whole batch (in a
+        rebuild, for each :data:`REPLAY_CHUNK` of a read) in one pipelined round trip
+        before any of its events is handled. Optional: a read not announced here costs
+        its own round trip."""
         return ()
 
     def finish(self, view: ViewBatch) -> None:
@@ -128,13 +129,13 @@ class Projection:
         return 0
 
     def replay_share(
-        self, context: str, todos: Iterable[Todo], views: Sequence[ViewBatch], prefetch: bool
+        self, context: str, todos: Iterator[Todo], views: Sequence[ViewBatch], prefetch: bool
     ) -> Any:
-        """In a forked child: handle each of `todos` in turn (events of a context in
-        :attr:`replayed_apart`, with their partitions) into the child's copies of
-        `views` (with `prefetch` as :func:`handle_events` does), and return what
-        :meth:`absorb_share` needs of the entities they changed, in a form
-        :mod:`marshal` carries. It must read nothing but through the views."""
+        """In a forked child: handle each of `todos` in turn, consuming them once (events
+        of a context in :attr:`replayed_apart`, with their partitions, a chunk at a time)
+        into the child's copies of `views` (with `prefetch` as :func:`handle_events`
+        does), and return what :meth:`absorb_share` needs of the entities they changed,
+        in a form :mod:`marshal` carries. It must read nothing but through the views."""
         raise NotImplementedError
 
     def absorb_share(
@@ -751,9 +752,10 @@ class _Shares:
 
 
 REPLAY_CHUNK = 1_000
-"""Notifications a rebuild decodes and handles at a time: a chunk's events are let go
-before the next chunk is decoded, so the memory they took is reused, not taken anew from
-the system (page faults were a tenth of a rebuild's time with whole reads decoded at once)."""
+"""Notifications a rebuild decodes and handles at a time: a chunk's events are let go as
+the replay moves on, so later chunks reuse the memory they took instead of taking it anew
+from the system (page faults were a tenth of a rebuild's time with whole reads decoded at
+once)."""
 
 
 def _todos(
@@ -893,7 +895,7 @@ def rebuild(
     large commits, the positions with the last. When, after a page, the batches hold
     more than the projection's :attr:`~Projection.hold_limit` entities, what they hold
     is derived and written (readers still see the old generation) and the replay goes
-    on in new batches that read what they need from the new generation, each page's
+    on in new batches that read what they need from the new generation, each chunk's
     reads prefetched, as incremental batches do: memory stays bounded whatever the size
     of the store.
 

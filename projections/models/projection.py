@@ -35,7 +35,7 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from sys import intern
@@ -384,7 +384,7 @@ class CitizenProjection(Projection):
         return len(view.scratch.get(_TOUCHED, ()))
 
     def replay_share(
-        self, context: str, todos: Iterable[Todo], views: Sequence[ViewBatch], prefetch: bool
+        self, context: str, todos: Iterator[Todo], views: Sequence[ViewBatch], prefetch: bool
     ) -> Any:
         """(the owners of the records replayed, and per citizen changed: partition,
         pseudonym, latest event time and the context's part). A record whose first event

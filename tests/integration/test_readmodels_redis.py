@@ -232,12 +232,15 @@ def test_a_rebuild_whose_forked_children_replay_shares_equals_one_replaying_alon
     shared = ProjectionRuntime(registry, RedisStore(client, f"{redis_prefix}shared"))
     rebuild(shared.store, shared.projections[0], registry.apps, page_size=1, share_from=1)
     assert normalised(shared.store.snapshot(NAME)) == expected
-    # Decoded two at a time: a record's events fall in different chunks of a read.
+    # Decoded two at a time: a record's events fall in different chunks of a read, and
+    # over the limit each chunk's reads are prefetched.
     with monkeypatch.context() as chunked:
         chunked.setattr(engine, "REPLAY_CHUNK", 2)
-        paired = ProjectionRuntime(registry, RedisStore(client, f"{redis_prefix}paired"))
-        rebuild(paired.store, paired.projections[0], registry.apps, page_size=1, share_from=1)
-    assert normalised(paired.store.snapshot(NAME)) == expected
+        for limit in (None, 3):
+            paired = ProjectionRuntime(registry, RedisStore(client, f"{redis_prefix}pair{limit}"))
+            paired.projections[0].hold_limit = limit
+            rebuild(paired.store, paired.projections[0], registry.apps, page_size=1, share_from=1)
+            assert normalised(paired.store.snapshot(NAME)) == expected
     # Over its limit after every read: both sides read back what was written out.
     limited = ProjectionRuntime(registry, RedisStore(client, f"{redis_prefix}limited"))
     limited.projections[0].hold_limit = 3
