@@ -6,6 +6,7 @@ their own order, and a count may pass through a key a rebuild never touches.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -228,24 +229,19 @@ def test_a_rebuild_whose_forked_children_replay_shares_equals_one_replaying_alon
     expected = normalised(alone.store.snapshot(NAME))
     assert any(k.startswith("p0:wd:") or k.startswith("p0:a:") for k in expected)
 
-    # Reads of 25 ids: every context in several reads, records across reads.
-    shared = ProjectionRuntime(registry, RedisStore(client, f"{redis_prefix}shared"))
-    rebuild(shared.store, shared.projections[0], registry.apps, page_size=1, share_from=1)
-    assert normalised(shared.store.snapshot(NAME)) == expected
-    # Decoded two at a time: a record's events fall in different chunks of a read, and
-    # over the limit each chunk's reads are prefetched.
-    with monkeypatch.context() as chunked:
-        chunked.setattr(engine, "REPLAY_CHUNK", 2)
-        for limit in (None, 3):
-            paired = ProjectionRuntime(registry, RedisStore(client, f"{redis_prefix}pair{limit}"))
-            paired.projections[0].hold_limit = limit
-            rebuild(paired.store, paired.projections[0], registry.apps, page_size=1, share_from=1)
-            assert normalised(paired.store.snapshot(NAME)) == expected
-    # Over its limit after every read: both sides read back what was written out.
-    limited = ProjectionRuntime(registry, RedisStore(client, f"{redis_prefix}limited"))
-    limited.projections[0].hold_limit = 3
-    rebuild(limited.store, limited.projections[0], registry.apps, page_size=1, share_from=1)
-    assert normalised(limited.store.snapshot(NAME)) == expected
+    # Reads of 25 ids: every context in several reads, records across reads. Over its
+    # limit after every read: both sides read back what was written out. Decoded two at a
+    # time: a record's events fall in different chunks of a read, and over the limit each
+    # chunk's reads are prefetched.
+    for chunk, limit in itertools.product((engine.REPLAY_CHUNK, 2), (None, 3)):
+        with monkeypatch.context() as chunked:
+            chunked.setattr(engine, "REPLAY_CHUNK", chunk)
+            shared = ProjectionRuntime(
+                registry, RedisStore(client, f"{redis_prefix}shared{chunk}-{limit}")
+            )
+            shared.projections[0].hold_limit = limit
+            rebuild(shared.store, shared.projections[0], registry.apps, page_size=1, share_from=1)
+        assert normalised(shared.store.snapshot(NAME)) == expected
     assert "forked share" not in caplog.text
 
     def fail(*args: object) -> None:
