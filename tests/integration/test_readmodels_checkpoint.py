@@ -1,4 +1,4 @@
-"""Checkpoint read model on SQLite and the in-process store: verdicts at the exact time."""
+"""Checkpoint read model, embedded and on PostgreSQL with Redis: verdicts at the exact time."""
 
 from __future__ import annotations
 
@@ -20,8 +20,10 @@ from domain.identity import NationalId, Sex
 from domain.mobility import Transport, Trip
 from domain.risk import RiskLevel
 from infrastructure.bootstrap import Registry
+from infrastructure.settings import Settings
 from projections.models.projection import NAME, citizen_bucket, citizen_field
 from projections.runtime import ProjectionRuntime
+from projections.stores import RedisStore
 from tests.support.registry import (
     ADMIN,
     LAN,
@@ -48,9 +50,27 @@ def clock() -> MovableClock:
     return MovableClock()
 
 
+@pytest.fixture(
+    params=[
+        pytest.param("embedded"),
+        pytest.param("servers", marks=[pytest.mark.postgres, pytest.mark.redis]),
+    ]
+)
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """The embedded default (SQLite, read models in memory), or PostgreSQL and Redis."""
+    if request.param == "embedded":
+        return registry_settings(tmp_path)
+    postgres_url = request.getfixturevalue("postgres_url")
+    redis_url = request.getfixturevalue("redis_url")
+    namespace = f"{request.getfixturevalue('redis_prefix')}checkpoint"
+    return registry_settings(
+        tmp_path, postgres_url, VAXREG_REDIS_URL=redis_url, VAXREG_REDIS_NAMESPACE=namespace
+    )
+
+
 @pytest.fixture
-def registry(tmp_path: Path, clock: MovableClock) -> Iterator[Registry]:
-    registry = build_registry(registry_settings(tmp_path), clock)
+def registry(settings: Settings, clock: MovableClock) -> Iterator[Registry]:
+    registry = build_registry(settings, clock)
     for person in (LAN, MINH, HOA):
         registry.population.register_citizen(ADMIN, person)
     registry.immunization.register_lot(ADMIN, "comirnaty", "PF1", date(2030, 1, 1))
@@ -59,8 +79,12 @@ def registry(tmp_path: Path, clock: MovableClock) -> Iterator[Registry]:
 
 
 @pytest.fixture
-def runtime(registry: Registry) -> ProjectionRuntime:
-    return ProjectionRuntime.from_registry(registry)
+def runtime(registry: Registry, settings: Settings) -> Iterator[ProjectionRuntime]:
+    runtime = ProjectionRuntime.from_registry(registry)
+    assert isinstance(runtime.store, RedisStore) == (settings.redis_url is not None)
+    yield runtime
+    if isinstance(runtime.store, RedisStore):
+        runtime.store.client.close()
 
 
 def declare(
