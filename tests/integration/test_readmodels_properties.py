@@ -1,21 +1,25 @@
 """Properties of the read models over random histories made through the application.
 
-Incrementally built read models equal a rebuild from scratch, key by key (counters at 0
-count as absent: an incremental build may move a count away from a key a rebuild never
-touches), whether the rebuild holds everything in memory or writes out what it holds
-after every page, and whether a forked child derives half of it or not; redelivered
-events change nothing.
+On SQLite with in-process stores and on PostgreSQL with Redis, incrementally built read
+models equal a rebuild from scratch, key by key (counters at 0 count as absent: an
+incremental build may move a count away from a key a rebuild never touches), whether the
+rebuild holds everything in memory or writes out what it holds after every page, and
+whether a forked child derives half of it or not; redelivered events change nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import tempfile
+from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import pytest
+import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -30,10 +34,19 @@ from domain.identity import NationalId, Sex
 from domain.mobility import Symptom, Transport, Trip
 from domain.risk import RiskLevel
 from infrastructure.bootstrap import Registry
+from infrastructure.settings import Settings
 from projections.engine import DecodedBatch, Outcome, apply_batch, load_state, rebuild
 from projections.models.projection import NAME, CitizenProjection
 from projections.runtime import ProjectionRuntime
-from projections.stores import MemoryStore, SnapshotValue
+from projections.stores import MemoryStore, ReadModelStore, RedisStore, SnapshotValue
+from reliability.servers import (
+    create_database,
+    delete_prefixed_keys,
+    drop_database,
+    postgres_server_url,
+    redis_server_url,
+    unique_name,
+)
 from tests.support.registry import (
     ADMIN,
     NURSE,
@@ -145,35 +158,58 @@ def normalised(snapshot: dict[str, SnapshotValue]) -> dict[str, SnapshotValue]:
     return out
 
 
+@contextlib.contextmanager
+def backend(kind: str, tmp: Path) -> Iterator[tuple[Settings, Callable[[], ReadModelStore]]]:
+    """Registry settings and a maker of empty read-model stores: SQLite and in-process
+    stores, or a fresh database and key prefix on the test servers, removed afterwards."""
+    if kind == "embedded":
+        yield registry_settings(tmp), MemoryStore
+        return
+    server, database = postgres_server_url(), unique_name("vaxreg_test_")
+    prefix = f"{unique_name('vaxregtest:')}:"
+    client = redis.Redis.from_url(redis_server_url())
+    stores = (RedisStore(client, f"{prefix}{n}") for n in itertools.count())
+    try:
+        url = create_database(server, database)
+        yield registry_settings(tmp, url), lambda: next(stores)
+    finally:
+        client.close()
+        drop_database(server, database)
+        delete_prefixed_keys(redis_server_url(), prefix)
+
+
+@pytest.mark.parametrize(
+    "kind", ["embedded", pytest.param("servers", marks=[pytest.mark.postgres, pytest.mark.redis])]
+)
 @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
 @given(steps=STEPS)
 def test_incremental_read_models_equal_a_rebuild_and_ignore_redelivery(
-    steps: list[tuple[Any, ...]],
+    kind: str, steps: list[tuple[Any, ...]]
 ) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, backend(kind, Path(tmp)) as (options, new_store):
         clock = MovableClock()
-        registry = build_registry(registry_settings(Path(tmp)), clock)
+        registry = build_registry(options, clock)
         try:
             for person in PEOPLE:
                 registry.population.register_citizen(ADMIN, person)
             for product, lot in (("comirnaty", "PF1"), ("spikevax", "MD1")):
                 registry.immunization.register_lot(ADMIN, product, lot, date(2030, 1, 1))
-            live = ProjectionRuntime.from_registry(registry)
+            live = ProjectionRuntime(registry, new_store())
             live.catch_up()
             for step in steps:
                 with contextlib.suppress(DomainError):
                     run(registry, clock, step)
                 live.catch_up()
             incremental = live.store.snapshot(NAME)
-            fresh = ProjectionRuntime(registry, MemoryStore())
+            fresh = ProjectionRuntime(registry, new_store())
             fresh.catch_up()
             assert normalised(incremental) == normalised(fresh.store.snapshot(NAME))
             assert any(key.startswith("p0:c:") for key in incremental)
-            written_out = ProjectionRuntime(registry, MemoryStore())
+            written_out = ProjectionRuntime(registry, new_store())
             written_out.projections[0].hold_limit = 0
             rebuild(written_out.store, written_out.projections[0], registry.apps, page_size=3)
             assert normalised(written_out.store.snapshot(NAME)) == normalised(incremental)
-            forked = ProjectionRuntime(registry, MemoryStore())
+            forked = ProjectionRuntime(registry, new_store())
             citizens = forked.projections[0]
             assert isinstance(citizens, CitizenProjection)
             citizens.fork_from = 1
