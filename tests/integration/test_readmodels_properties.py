@@ -38,7 +38,7 @@ from infrastructure.settings import Settings
 from projections.engine import DecodedBatch, Outcome, apply_batch, load_state, rebuild
 from projections.models.projection import NAME, CitizenProjection
 from projections.runtime import ProjectionRuntime
-from projections.stores import MemoryStore, ReadModelStore, RedisStore, SnapshotValue
+from projections.stores import MemoryStore, ReadModelStore, RedisStore
 from reliability.servers import (
     create_database,
     delete_prefixed_keys,
@@ -56,6 +56,7 @@ from tests.support.registry import (
     dose,
     registry_settings,
 )
+from tests.support.snapshots import normalised
 
 PEOPLE = [
     CitizenDetails(
@@ -145,17 +146,6 @@ STEPS = st.lists(
     min_size=1,
     max_size=14,
 )
-
-
-def normalised(snapshot: dict[str, SnapshotValue]) -> dict[str, SnapshotValue]:
-    out: dict[str, SnapshotValue] = {}
-    for key, value in snapshot.items():
-        if isinstance(value, dict):
-            value = {f: v for f, v in value.items() if v != b"0"}
-            if not value:
-                continue
-        out[key] = value
-    return out
 
 
 @contextlib.contextmanager

@@ -51,8 +51,8 @@ from tests.support.registry import (
     dose,
     registry_settings,
 )
+from tests.support.snapshots import normalised
 from tests.support.waiting import wait_until
-from tests.unit.test_readmodels_properties import normalised
 
 ROOT = Path(__file__).resolve().parents[2]
 PROVINCES = ("079", "001", "048", "031")
