@@ -2,6 +2,7 @@
 
 With nothing set, vaxreg runs embedded: SQLite files and generated keys under `./var/`,
 read models in process. With PostgreSQL configured, the secret and id keys must be given.
+Each setting is checked here, so a wrong one stops the process with a message naming it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from domain.checkpoint_policy import DEFAULT_POLICY, Policy, load_policy
 from infrastructure.keys import KeyRing
+from projections.stores import check_namespace
 
 CONTEXTS = ("population", "mobility", "immunization")
 
@@ -33,6 +36,8 @@ class Settings:
     pool_size: int
     rebuild_citizens: int = 200_000
     """Citizens a read-model rebuild holds in memory at most (1-1.5 KB each)."""
+    checkpoint_policy: Policy = DEFAULT_POLICY
+    """The verdict rules the read models apply (`VAXREG_CHECKPOINT_POLICY`, a JSON file)."""
 
     @property
     def uses_postgres(self) -> bool:
@@ -93,8 +98,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(f"VAXREG_SECRET_KEY: {error}") from error
     return Settings(
         database_url=database_url,
-        redis_url=env.get("VAXREG_REDIS_URL") or None,
-        redis_namespace=env.get("VAXREG_REDIS_NAMESPACE", "vaxreg"),
+        redis_url=_redis_url(env.get("VAXREG_REDIS_URL") or None),
+        redis_namespace=_namespace(env.get("VAXREG_REDIS_NAMESPACE", "vaxreg")),
         secret_keys=secret_keys,
         id_key=id_key.encode(),
         encryption_key=env.get("VAXREG_ENCRYPTION_KEY") or None,
@@ -102,7 +107,37 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         declaration_validity=timedelta(hours=_number(env, "VAXREG_DECLARATION_HOURS", 72.0)),
         pool_size=int(_number(env, "VAXREG_POSTGRES_POOL_SIZE", 2, whole=True)),
         rebuild_citizens=int(_number(env, "VAXREG_REBUILD_CITIZENS", 200_000, whole=True)),
+        checkpoint_policy=_policy(env.get("VAXREG_CHECKPOINT_POLICY") or None),
     )
+
+
+def _redis_url(url: str | None) -> str | None:
+    if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError(
+            f"VAXREG_REDIS_URL is redis://host:port/db, rediss://... or unix://path, not {url!r}"
+        )
+    return url
+
+
+def _namespace(namespace: str) -> str:
+    try:
+        return check_namespace(namespace)
+    except ValueError as error:
+        raise SettingsError(f"VAXREG_REDIS_NAMESPACE: {error}") from error
+
+
+def _policy(path: str | None) -> Policy:
+    """The checkpoint policy in the file at `path`, the default one when unset."""
+    if path is None:
+        return DEFAULT_POLICY
+    try:
+        return load_policy(Path(path))
+    except OSError as error:
+        raise SettingsError(f"VAXREG_CHECKPOINT_POLICY: cannot read {path}: {error}") from error
+    except (ValueError, KeyError, TypeError) as error:
+        raise SettingsError(
+            f"VAXREG_CHECKPOINT_POLICY: {path} is not a checkpoint policy: {error!r}"
+        ) from error
 
 
 def _number(env: Mapping[str, str], name: str, default: float, *, whole: bool = False) -> float:

@@ -71,7 +71,8 @@ class Projection:
     Subclasses set ``name`` and ``contexts``, optionally ``topics`` (only these event
     topics are decoded and handled; positions still advance over the others),
     ``partitions`` with :meth:`partition_of`, and ``version`` (bump it when
-    :meth:`handle` changes meaning: the worker then rebuilds the view).
+    :meth:`handle` changes meaning, or derive it per instance from what else changes
+    it, such as a policy: the worker then rebuilds the view).
 
     Events of different contexts are applied in no particular order relative to each
     other, so a projection over several contexts must not depend on that order.
@@ -81,7 +82,7 @@ class Projection:
     contexts: ClassVar[tuple[str, ...]]
     topics: ClassVar[tuple[str, ...]] = ()
     partitions: ClassVar[int] = 1
-    version: ClassVar[int] = 1
+    version: int = 1
     hold_limit: int | None = None
     """How many entities (see :meth:`held`) a rebuild holds in memory at most; beyond,
     it writes what it holds to the new generation and from then on reads from there

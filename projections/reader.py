@@ -187,20 +187,18 @@ class _Base:
         store: ReadModelStore,
         projections: Sequence[Projection],
         worker: ProjectionWorker | None,
-        policy: Policy,
     ) -> None:
         self.store = store
         self.projections = list(projections)
         self.versions = {p.name: p.version for p in self.projections}
         """Generations another version built (an old layout) read as being rebuilt."""
         self.worker = worker
-        self.policy = policy
         citizens = next(p for p in self.projections if p.name == NAME)
         self.partitions = citizens.partitions
-        self.catalogue = (
-            citizens.catalogue if isinstance(citizens, CitizenProjection) else CATALOGUE
-        )
-        """What eligibility is derived with: the catalogue the projection derives with."""
+        self.catalogue, self.policy = CATALOGUE, DEFAULT_POLICY
+        """What eligibility and arrivals are finished with: what the projection derives with."""
+        if isinstance(citizens, CitizenProjection):
+            self.catalogue, self.policy = citizens.catalogue, citizens.policy
 
     def _partition(self, pseudonym: str) -> int:
         return partition_for(pseudonym, self.partitions)
@@ -223,9 +221,8 @@ class ReadModels(_Base):
         *,
         async_client: PipelinedRedis | None = None,
         run_worker: bool = False,
-        policy: Policy = DEFAULT_POLICY,
     ) -> None:
-        super().__init__(store, projections, worker, policy)
+        super().__init__(store, projections, worker)
         self._run_worker = run_worker and worker is not None
         self._started = False
         self._inline = threading.Lock()
@@ -361,9 +358,8 @@ class SyncReadModels(_Base):
         store: ReadModelStore,
         projections: Sequence[Projection],
         worker: ProjectionWorker | None = None,
-        policy: Policy = DEFAULT_POLICY,
     ) -> None:
-        super().__init__(store, projections, worker, policy)
+        super().__init__(store, projections, worker)
         self._reader = store.reader(self.versions)
 
     def _citizen(self, pseudonym: str) -> bytes | None:

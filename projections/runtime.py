@@ -25,7 +25,6 @@ from uuid import UUID
 
 import redis
 
-from domain.checkpoint_policy import DEFAULT_POLICY, Policy
 from infrastructure.bootstrap import Registry
 from projections.engine import Lag, Projection, RebuildProgress
 from projections.models.projection import CitizenProjection, Owners
@@ -45,11 +44,18 @@ def owner_lookup(registry: Registry) -> Callable[[str, UUID], str]:
     return lookup
 
 
-def build_projections(registry: Registry, policy: Policy = DEFAULT_POLICY) -> list[Projection]:
+def build_projections(registry: Registry) -> list[Projection]:
     """Every read-model projection, by name: ``citizens``."""
     owners = Owners(owner_lookup(registry))
-    limit = registry.settings.rebuild_citizens
-    return [CitizenProjection(registry.ids, owners, policy, rebuild_citizens=limit)]
+    settings = registry.settings
+    return [
+        CitizenProjection(
+            registry.ids,
+            owners,
+            settings.checkpoint_policy,
+            rebuild_citizens=settings.rebuild_citizens,
+        )
+    ]
 
 
 class ProjectionRuntime:
@@ -62,12 +68,11 @@ class ProjectionRuntime:
         *,
         async_client: PipelinedRedis | None = None,
         embedded: bool = False,
-        policy: Policy = DEFAULT_POLICY,
         **worker_options: Any,
     ) -> None:
         self.registry = registry
         self.store = store
-        self.projections = build_projections(registry, policy)
+        self.projections = build_projections(registry)
         self.worker = ProjectionWorker(registry.apps, self.projections, store, **worker_options)
         self.embedded = embedded
         self.sync_read_models = SyncReadModels(store, self.projections, self.worker)

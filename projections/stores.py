@@ -112,14 +112,18 @@ def check_name(name: str) -> str:
     return name
 
 
+def check_namespace(namespace: str) -> str:
+    if not _NAMESPACE.match(namespace):
+        msg = f"invalid namespace {namespace!r}: use letters, digits and '_', '.', ':', '-'"
+        raise ValueError(msg)
+    return namespace
+
+
 class KeyLayout:
     """Maps projections' logical keys to physical keys under a namespace."""
 
     def __init__(self, namespace: str) -> None:
-        if not _NAMESPACE.match(namespace):
-            msg = f"invalid namespace {namespace!r}"
-            raise ValueError(msg)
-        self.namespace = namespace
+        self.namespace = check_namespace(namespace)
 
     def meta(self, name: str) -> str:
         return f"{self.namespace}:{{{name}}}:meta"

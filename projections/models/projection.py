@@ -302,12 +302,26 @@ _PARTS: dict[str, tuple[Callable[[CitizenState], Any], Callable[[CitizenState, A
 is taken out of a state and put into another."""
 
 
+LAYOUT_VERSION = 9
+"""Bumped when what the projection stores changes meaning."""
+
+
+def _policy_fingerprint(policy: Policy) -> int:
+    """A number that changes with any of the policy's rules or thresholds."""
+    rules = [[r.verdict.value, r.if_any, r.unless_any] for r in policy.rules]
+    levels = sorted(policy.high_risk_levels)
+    form = [rules, policy.otherwise.value, levels, policy.negative_test_hours]
+    return zlib.crc32(json.dumps(form).encode())
+
+
 class CitizenProjection(Projection):
+    """Its version is its layout's and its policy's: verdicts are stored as the policy
+    decided them, so another policy rebuilds the read models."""
+
     name = NAME
     contexts = ("population", "mobility", "immunization")
     topics = TOPICS
     replayed_apart = frozenset(_PARTS)
-    version = 9
     fork_from: int | None = 4_000
     """Citizens a :meth:`finish` holds from which a forked child derives half of them;
     None: never. Below, forking costs more than it saves (and only rebuilds and large
@@ -324,6 +338,7 @@ class CitizenProjection(Projection):
         self.ids = ids
         self.owners = owners
         self.policy = policy
+        self.version = LAYOUT_VERSION << 32 | _policy_fingerprint(policy)
         self.catalogue = catalogue
         self.hold_limit = rebuild_citizens
 

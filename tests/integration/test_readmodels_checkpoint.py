@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -242,3 +243,26 @@ def test_arrivals_list_travellers_from_high_risk_areas_while_valid(
     assert [a["citizen"] for a in arriving] == [registry.ids.pseudonym(LAN.person)]
     assert arriving[0]["origin_risk_level"] == 3
     assert reads.arrivals("001.001", datetime.fromisoformat(made["valid_until"])) == []
+
+
+def test_another_policy_rebuilds_the_verdicts_and_arrivals_it_decides(
+    settings: Settings, registry: Registry, runtime: ProjectionRuntime, clock: MovableClock
+) -> None:
+    registry.mobility.assess_risk(ADMIN, AreaCode("079"), RiskLevel.MEDIUM, clock.now, "cases")
+    declare(registry, LAN, "079.760")
+    runtime.catch_up()
+    assert verdict(runtime, LAN, clock.now) == "pass"
+    assert runtime.sync_read_models.arrivals("001", clock.now) == []
+    stricter = replace(
+        settings.checkpoint_policy, high_risk_levels=frozenset({RiskLevel.MEDIUM.value, 3, 4})
+    )
+    reopened = build_registry(replace(settings, checkpoint_policy=stricter), clock)
+    try:
+        under_stricter = ProjectionRuntime.from_registry(reopened)
+        assert under_stricter.projections[0].version != runtime.projections[0].version
+        under_stricter.catch_up()
+        assert verdict(under_stricter, LAN, clock.now) == "quarantine"
+        arriving = under_stricter.sync_read_models.arrivals("001", clock.now)
+        assert [a["citizen"] for a in arriving] == [registry.ids.pseudonym(LAN.person)]
+    finally:
+        reopened.close()

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import pytest
 
+from domain.checkpoint_policy import DEFAULT_POLICY
+from domain.mobility import Verdict
 from infrastructure.settings import SettingsError, load_settings
 
+DEFAULT_POLICY_TEXT = (
+    resources.files("domain").joinpath("data/checkpoint_policy.json").read_text("utf-8")
+)
 POSTGRES = {"VAXREG_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/vaxreg"}
 
 
@@ -24,6 +30,9 @@ POSTGRES = {"VAXREG_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/vaxreg"
         ),
         ({"VAXREG_REBUILD_CITIZENS": "0"}, "VAXREG_REBUILD_CITIZENS must be a positive whole"),
         ({"VAXREG_DECLARATION_HOURS": "nan"}, "VAXREG_DECLARATION_HOURS must be a positive number"),
+        ({"VAXREG_REDIS_URL": "localhost:6379"}, "VAXREG_REDIS_URL is redis://"),
+        ({"VAXREG_REDIS_NAMESPACE": "vax reg"}, "VAXREG_REDIS_NAMESPACE: invalid namespace"),
+        ({"VAXREG_CHECKPOINT_POLICY": "/no/such/policy.json"}, "VAXREG_CHECKPOINT_POLICY: cannot"),
     ],
 )
 def test_a_wrong_setting_is_named(env: dict[str, str], message: str, tmp_path: Path) -> None:
@@ -40,3 +49,32 @@ def test_numbers_are_read(tmp_path: Path) -> None:
         }
     )
     assert (settings.declaration_validity.total_seconds(), settings.pool_size) == (174_600, 4)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{not json",
+        '{"rules": []}',
+        DEFAULT_POLICY_TEXT.replace('"symptoms"', '"sneezing"'),
+        DEFAULT_POLICY_TEXT.replace('"quarantine"', '"detain"'),
+    ],
+)
+def test_a_file_that_is_no_checkpoint_policy_is_refused(text: str, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.json"
+    policy.write_text(text)
+    env = {"VAXREG_DATA_DIR": str(tmp_path), "VAXREG_CHECKPOINT_POLICY": str(policy)}
+    with pytest.raises(SettingsError, match=f"VAXREG_CHECKPOINT_POLICY: {policy} is not"):
+        load_settings(env)
+
+
+def test_the_checkpoint_policy_is_read_from_its_file(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.json"
+    policy.write_text(
+        DEFAULT_POLICY_TEXT.replace('"high_risk_levels": [3, 4]', '"high_risk_levels": [4]')
+    )
+    env = {"VAXREG_DATA_DIR": str(tmp_path), "VAXREG_CHECKPOINT_POLICY": str(policy)}
+    read = load_settings(env).checkpoint_policy
+    assert read.high_risk_levels == frozenset({4})
+    assert (read.rules, read.otherwise) == (DEFAULT_POLICY.rules, Verdict.PASS)
+    assert load_settings({"VAXREG_DATA_DIR": str(tmp_path)}).checkpoint_policy is DEFAULT_POLICY
