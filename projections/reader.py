@@ -129,6 +129,17 @@ def _nested(counters: Mapping[str, int]) -> dict[str, dict[str, int]]:
     return out
 
 
+_FETCH_GROWTH = 4
+
+
+def _fetch_more(
+    found: Sequence[object], members: Sequence[object], limit: int, fetched: int
+) -> bool:
+    """Whether an arrivals list should read further: fewer than `limit` travellers
+    passed the risk filter, and the set has more members than were read."""
+    return len(found) < limit and len(members) == fetched
+
+
 def _arrivals(
     members: Iterable[tuple[bytes, float]], risk: Mapping[bytes, bytes], now: int, policy: Policy
 ) -> list[dict[str, Any]]:
@@ -321,11 +332,17 @@ class ReadModels(_Base):
         """Travellers with a valid declaration to `area` from an area at a high level now."""
         out: list[dict[str, Any]] = []
         for p in range(self.partitions):
-            members, risk = await asyncio.gather(
-                self._reader.zrangebyscore(NAME, f"a:{area}", us(now) + 1, float("inf"), limit, p),
-                self._reader.hgetall(NAME, RISK_KEY, p),
-            )
-            out += _arrivals(members, risk, us(now), self.policy)
+            risk = await self._reader.hgetall(NAME, RISK_KEY, p)
+            fetch = limit
+            while True:
+                members = await self._reader.zrangebyscore(
+                    NAME, f"a:{area}", us(now) + 1, float("inf"), fetch, p
+                )
+                found = _arrivals(members, risk, us(now), self.policy)
+                if not _fetch_more(found, members, limit, fetch):
+                    break
+                fetch *= _FETCH_GROWTH
+            out += found
         return out[:limit]
 
     async def work_list(self, unit: str, now: datetime, limit: int = MAX_ITEMS) -> dict[str, Any]:
@@ -408,10 +425,17 @@ class SyncReadModels(_Base):
     def arrivals(self, area: str, now: datetime, limit: int = MAX_ITEMS) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for p in range(self.partitions):
-            members = self._reader.zrangebyscore(
-                NAME, f"a:{area}", us(now) + 1, float("inf"), limit, p
-            )
-            out += _arrivals(members, self._reader.hgetall(NAME, RISK_KEY, p), us(now), self.policy)
+            risk = self._reader.hgetall(NAME, RISK_KEY, p)
+            fetch = limit
+            while True:
+                members = self._reader.zrangebyscore(
+                    NAME, f"a:{area}", us(now) + 1, float("inf"), fetch, p
+                )
+                found = _arrivals(members, risk, us(now), self.policy)
+                if not _fetch_more(found, members, limit, fetch):
+                    break
+                fetch *= _FETCH_GROWTH
+            out += found
         return out[:limit]
 
     def work_list(self, unit: str, now: datetime, limit: int = MAX_ITEMS) -> dict[str, Any]:

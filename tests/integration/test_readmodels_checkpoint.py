@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from dataclasses import replace
@@ -266,3 +267,27 @@ def test_another_policy_rebuilds_the_verdicts_and_arrivals_it_decides(
         assert [a["citizen"] for a in arriving] == [registry.ids.pseudonym(LAN.person)]
     finally:
         reopened.close()
+
+
+def test_arrivals_from_areas_not_yet_at_risk_do_not_crowd_out_those_that_are(
+    registry: Registry, runtime: ProjectionRuntime, clock: MovableClock
+) -> None:
+    later = clock.now + timedelta(hours=1)
+    registry.mobility.assess_risk(ADMIN, AreaCode("048"), RiskLevel.HIGH, later, "cases")
+    registry.mobility.assess_risk(ADMIN, AreaCode("079"), RiskLevel.HIGH, clock.now, "cases")
+    for traveller in (HOA, LAN):
+        declare(registry, traveller, "048")
+    clock.advance(minutes=1)
+    declare(registry, MINH, "079")
+    runtime.catch_up()
+    minh = registry.ids.pseudonym(MINH.person)
+
+    async def read_async() -> list[dict[str, Any]]:
+        try:
+            return await runtime.read_models.arrivals("001", clock.now, limit=1)
+        finally:
+            await runtime.read_models.aclose()
+
+    now = [a["citizen"] for a in runtime.sync_read_models.arrivals("001", clock.now, limit=1)]
+    assert now == [a["citizen"] for a in asyncio.run(read_async())] == [minh]
+    assert len(runtime.sync_read_models.arrivals("001", later, limit=2)) == 2
