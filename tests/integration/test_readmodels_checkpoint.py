@@ -7,7 +7,6 @@ import json
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -25,7 +24,6 @@ from infrastructure.bootstrap import Registry
 from infrastructure.settings import Settings
 from projections.models.projection import NAME, citizen_bucket, citizen_field
 from projections.runtime import ProjectionRuntime
-from projections.stores import RedisStore
 from tests.support.registry import (
     ADMIN,
     LAN,
@@ -35,7 +33,6 @@ from tests.support.registry import (
     MovableClock,
     build_registry,
     dose,
-    registry_settings,
 )
 
 MINH = CitizenDetails(
@@ -52,41 +49,14 @@ def clock() -> MovableClock:
     return MovableClock()
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("embedded"),
-        pytest.param("servers", marks=[pytest.mark.postgres, pytest.mark.redis]),
-    ]
-)
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    """The embedded default (SQLite, read models in memory), or PostgreSQL and Redis."""
-    if request.param == "embedded":
-        return registry_settings(tmp_path)
-    postgres_url = request.getfixturevalue("postgres_url")
-    redis_url = request.getfixturevalue("redis_url")
-    namespace = f"{request.getfixturevalue('redis_prefix')}checkpoint"
-    return registry_settings(
-        tmp_path, postgres_url, VAXREG_REDIS_URL=redis_url, VAXREG_REDIS_NAMESPACE=namespace
-    )
-
-
 @pytest.fixture
-def registry(settings: Settings, clock: MovableClock) -> Iterator[Registry]:
-    registry = build_registry(settings, clock)
+def registry(backend_settings: Settings, clock: MovableClock) -> Iterator[Registry]:
+    registry = build_registry(backend_settings, clock)
     for person in (LAN, MINH, HOA):
         registry.population.register_citizen(ADMIN, person)
     registry.immunization.register_lot(ADMIN, "comirnaty", "PF1", date(2030, 1, 1))
     yield registry
     registry.close()
-
-
-@pytest.fixture
-def runtime(registry: Registry, settings: Settings) -> Iterator[ProjectionRuntime]:
-    runtime = ProjectionRuntime.from_registry(registry)
-    assert isinstance(runtime.store, RedisStore) == (settings.redis_url is not None)
-    yield runtime
-    if isinstance(runtime.store, RedisStore):
-        runtime.store.client.close()
 
 
 def declare(
@@ -247,7 +217,10 @@ def test_arrivals_list_travellers_from_high_risk_areas_while_valid(
 
 
 def test_another_policy_rebuilds_the_verdicts_and_arrivals_it_decides(
-    settings: Settings, registry: Registry, runtime: ProjectionRuntime, clock: MovableClock
+    backend_settings: Settings,
+    registry: Registry,
+    runtime: ProjectionRuntime,
+    clock: MovableClock,
 ) -> None:
     registry.mobility.assess_risk(ADMIN, AreaCode("079"), RiskLevel.MEDIUM, clock.now, "cases")
     declare(registry, LAN, "079.760")
@@ -255,9 +228,10 @@ def test_another_policy_rebuilds_the_verdicts_and_arrivals_it_decides(
     assert verdict(runtime, LAN, clock.now) == "pass"
     assert runtime.sync_read_models.arrivals("001", clock.now) == []
     stricter = replace(
-        settings.checkpoint_policy, high_risk_levels=frozenset({RiskLevel.MEDIUM.value, 3, 4})
+        backend_settings.checkpoint_policy,
+        high_risk_levels=frozenset({RiskLevel.MEDIUM.value, 3, 4}),
     )
-    reopened = build_registry(replace(settings, checkpoint_policy=stricter), clock)
+    reopened = build_registry(replace(backend_settings, checkpoint_policy=stricter), clock)
     try:
         under_stricter = ProjectionRuntime.from_registry(reopened)
         assert under_stricter.projections[0].version != runtime.projections[0].version

@@ -1,0 +1,120 @@
+"""Statistics read models, embedded and on PostgreSQL with Redis: doses per day, province
+and product; coverage and dropout per province and age band; checkpoint counts per day."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, timedelta
+
+import pytest
+
+from application.commands import Request
+from application.immunization import IdentityAtSite
+from application.mobility import HealthStatement
+from application.population import CitizenDetails
+from domain.areas import AreaCode
+from domain.doses import DoseKind
+from domain.identity import NationalId, Sex
+from domain.mobility import Transport, Trip, Verdict
+from infrastructure.bootstrap import Registry
+from infrastructure.settings import Settings
+from projections.runtime import ProjectionRuntime
+from tests.support.registry import (
+    ADMIN,
+    LAN,
+    NURSE,
+    OFFICER,
+    MovableClock,
+    build_registry,
+    dose,
+)
+
+MINH = CitizenDetails(
+    NationalId("079060004321"), "Trần Văn Minh", date(1960, 11, 20), Sex.MALE, AreaCode("079")
+)
+HOA = CitizenDetails(
+    NationalId("048301007777"), "Lê Thị Hoa", date(2001, 2, 14), Sex.FEMALE, AreaCode("048")
+)
+NURSE_REQUEST = Request(NURSE)
+
+
+@pytest.fixture
+def clock() -> MovableClock:
+    return MovableClock()
+
+
+@pytest.fixture
+def registry(backend_settings: Settings, clock: MovableClock) -> Iterator[Registry]:
+    registry = build_registry(backend_settings, clock)
+    for person in (LAN, MINH, HOA):
+        registry.population.register_citizen(ADMIN, person)
+    registry.immunization.register_lot(ADMIN, "comirnaty", "PF1", date(2030, 1, 1))
+    registry.immunization.register_lot(ADMIN, "vaxzevria", "AZ1", date(2030, 1, 1))
+    yield registry
+    registry.close()
+
+
+def vaccinate(
+    registry: Registry, person: CitizenDetails, clock: MovableClock, product: str, lot: str
+) -> None:
+    identity = IdentityAtSite(person.person, person.full_name, person.date_of_birth)
+    given = dose(product, lot, clock.now)
+    registry.immunization.record_dose(NURSE_REQUEST, identity, given)
+
+
+def test_doses_coverage_and_dropout_per_province_and_age_band(
+    registry: Registry, runtime: ProjectionRuntime, clock: MovableClock
+) -> None:
+    first_day = clock.now.date()
+    for person in (LAN, MINH):
+        vaccinate(registry, person, clock, "comirnaty", "PF1")
+    vaccinate(registry, HOA, clock, "vaxzevria", "AZ1")
+    clock.advance(days=21)
+    vaccinate(registry, LAN, clock, "comirnaty", "PF1")
+    clock.advance(days=120)
+    identity = IdentityAtSite(LAN.person, LAN.full_name, LAN.date_of_birth)
+    booster = dose("comirnaty", "PF1", clock.now, DoseKind.BOOSTER)
+    registry.immunization.record_dose(NURSE_REQUEST, identity, booster)
+    runtime.catch_up()
+    reads = runtime.sync_read_models
+
+    second_day, booster_day = first_day + timedelta(days=21), clock.now.date()
+    assert reads.doses(first_day, first_day + timedelta(days=91)) == {
+        first_day.isoformat(): {"048": {"vaxzevria": 1}, "079": {"comirnaty": 2}},
+        second_day.isoformat(): {"079": {"comirnaty": 1}},
+    }
+    assert reads.doses(booster_day - timedelta(days=91), booster_day) == {
+        booster_day.isoformat(): {"079": {"comirnaty": 1}}
+    }
+
+    coverage = reads.coverage()
+    assert coverage["079"]["18-49"] == {"first": 1, "complete": 1, "booster": 1, "dropout": 0.0}
+    assert coverage["079"]["50-64"] == {"first": 1, "complete": 0, "booster": 0, "dropout": 1.0}
+    assert coverage["048"]["18-49"] == {"first": 1, "complete": 0, "booster": 0, "dropout": 1.0}
+    assert set(coverage) == {"079", "048"}
+
+
+def test_declarations_and_verdicts_are_counted_per_checkpoint_and_day(
+    registry: Registry, runtime: ProjectionRuntime, clock: MovableClock
+) -> None:
+    officer = Request(OFFICER)
+    trip = Trip(
+        AreaCode("079"), AreaCode("001"), clock.now.date(), Transport.CAR, checkpoint="HN-CP-07"
+    )
+    for person in (LAN, MINH):
+        registry.mobility.declare_health(officer, person.person, trip, HealthStatement())
+    registry.mobility.record_check(officer, LAN.person, Verdict.PASS, (), None)
+    registry.mobility.record_check(officer, MINH.person, Verdict.MEDICAL_CHECK, ("fever",), None)
+    registry.mobility.record_check(officer, HOA.person, Verdict.NO_DECLARATION, (), None)
+    clock.advance(days=1)
+    registry.mobility.record_check(officer, LAN.person, Verdict.PASS, (), None)
+    runtime.catch_up()
+
+    day = clock.now.date() - timedelta(days=1)
+    counts = runtime.sync_read_models.checkpoints(day, clock.now.date())
+    assert counts == {
+        day.isoformat(): {
+            "HN-CP-07": {"declared": 2, "pass": 1, "medical_check": 1, "no_declaration": 1}
+        },
+        clock.now.date().isoformat(): {"HN-CP-07": {"pass": 1}},
+    }
