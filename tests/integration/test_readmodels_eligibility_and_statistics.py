@@ -1,10 +1,12 @@
-"""Statistics read models, embedded and on PostgreSQL with Redis: doses per day, province
-and product; coverage and dropout per province and age band; checkpoint counts per day."""
+"""Statistics and eligibility read models, embedded and on PostgreSQL with Redis: doses per
+day, province and product; coverage and dropout per province and age band; checkpoint
+counts per day; the next dose, its earliest day, products and reasons."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -13,7 +15,7 @@ from application.immunization import IdentityAtSite
 from application.mobility import HealthStatement
 from application.population import CitizenDetails
 from domain.areas import AreaCode
-from domain.doses import DoseKind
+from domain.doses import DoseKind, ScreeningOutcome
 from domain.identity import NationalId, Sex
 from domain.mobility import Transport, Trip, Verdict
 from infrastructure.bootstrap import Registry
@@ -117,4 +119,50 @@ def test_declarations_and_verdicts_are_counted_per_checkpoint_and_day(
             "HN-CP-07": {"declared": 2, "pass": 1, "medical_check": 1, "no_declaration": 1}
         },
         clock.now.date().isoformat(): {"HN-CP-07": {"pass": 1}},
+    }
+
+
+def eligibility(runtime: ProjectionRuntime, person: CitizenDetails, day: date) -> dict[str, Any]:
+    pseudonym = runtime.registry.ids.pseudonym(person.person)
+    at = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+    found = runtime.sync_read_models.eligibility(pseudonym, at)
+    assert found is not None
+    return found
+
+
+def test_eligibility_names_the_next_dose_its_day_products_and_reasons(
+    registry: Registry, runtime: ProjectionRuntime, clock: MovableClock
+) -> None:
+    today = clock.now.date()
+    vaccinate(registry, HOA, clock, "vaxzevria", "AZ1")
+    postponed = today + timedelta(days=5)
+    registry.immunization.screen(NURSE_REQUEST, MINH.person, ScreeningOutcome.POSTPONED, postponed)
+    registry.immunization.screen(NURSE_REQUEST, LAN.person, ScreeningOutcome.CONTRAINDICATED)
+    runtime.catch_up()
+
+    second_due = today + timedelta(days=28)
+    after_vaxzevria = {
+        "next_dose": 2,
+        "kind": "primary",
+        "earliest": second_due.isoformat(),
+        "products": ["comirnaty", "spikevax", "vaxzevria"],
+        "reasons": [],
+    }
+    ahead = second_due - timedelta(days=1)
+    assert eligibility(runtime, HOA, ahead) == {**after_vaxzevria, "eligible_now": False}
+    assert eligibility(runtime, HOA, second_due) == {**after_vaxzevria, "eligible_now": True}
+    waiting = eligibility(runtime, MINH, postponed - timedelta(days=1))
+    assert (waiting["next_dose"], waiting["earliest"]) == (1, postponed.isoformat())
+    assert (waiting["reasons"], waiting["eligible_now"]) == (
+        [f"postponed until {postponed}"],
+        False,
+    )
+    assert eligibility(runtime, MINH, postponed)["eligible_now"] is True
+    assert eligibility(runtime, LAN, today) == {
+        "next_dose": None,
+        "kind": None,
+        "earliest": None,
+        "products": [],
+        "reasons": ["contraindicated at the last screening"],
+        "eligible_now": False,
     }
