@@ -113,14 +113,19 @@ class ProjectionRuntime:
     def run_forever(self) -> None:
         self.worker.run_forever()
 
-    def rebuild(
-        self, name: str | None = None, progress: Callable[[RebuildProgress], None] | None = None
-    ) -> list[str]:
-        """Rebuild one projection (or all) into a new generation and switch readers to it."""
+    def named(self, name: str | None) -> list[str]:
+        """The projections `name` selects (None: all); KeyError names the known ones."""
         names = [p.name for p in self.projections if name is None or p.name == name]
         if not names:
             known = ", ".join(p.name for p in self.projections)
             raise KeyError(f"no projection {name!r} (known: {known})")
+        return names
+
+    def rebuild(
+        self, name: str | None = None, progress: Callable[[RebuildProgress], None] | None = None
+    ) -> list[str]:
+        """Rebuild one projection (or all) into a new generation and switch readers to it."""
+        names = self.named(name)
         for each in names:
             self.worker.rebuild(each, progress)
         return names

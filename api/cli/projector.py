@@ -64,6 +64,11 @@ def rebuild(
     """Replay the events into fresh keys, then switch readers over atomically."""
     runtime = _runtime()
     try:
+        try:
+            runtime.named(name)
+        except KeyError as error:
+            typer.echo(f"error: {error.args[0]}", err=True)
+            raise typer.Exit(2) from error
         with typer.progressbar(length=1, label="rebuilding", show_eta=False) as bar:
 
             def progress(p: RebuildProgress) -> None:
@@ -72,9 +77,6 @@ def rebuild(
                 bar.update(p.done - bar.pos)
 
             names = runtime.rebuild(name, progress)
-    except KeyError as error:
-        typer.echo(f"error: {error.args[0]}", err=True)
-        raise typer.Exit(2) from error
     finally:
         runtime.registry.close()
     typer.echo(f"rebuilt and switched: {', '.join(names)}")

@@ -1,0 +1,79 @@
+"""`vaxreg rebuild` and `vaxreg lag` against PostgreSQL and Redis, as an operator runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from infrastructure.settings import Settings
+from tests.support.registry import (
+    ADMIN,
+    LAN,
+    TEST_ID_KEY,
+    TEST_SECRET,
+    MovableClock,
+    build_registry,
+    registry_settings,
+)
+
+
+@pytest.fixture
+def env(tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str) -> dict[str, str]:
+    return {
+        "VAXREG_DATA_DIR": str(tmp_path / "var"),
+        "VAXREG_DATABASE_URL": postgres_url,
+        "VAXREG_REDIS_URL": redis_url,
+        "VAXREG_REDIS_NAMESPACE": f"{redis_prefix}cli",
+        "VAXREG_SECRET_KEY": TEST_SECRET,
+        "VAXREG_ID_KEY": TEST_ID_KEY,
+    }
+
+
+@pytest.fixture
+def registered(env: dict[str, str], tmp_path: Path) -> Settings:
+    """A store holding one registered citizen."""
+    settings = registry_settings(tmp_path, env["VAXREG_DATABASE_URL"])
+    registry = build_registry(settings, MovableClock())
+    registry.population.register_citizen(ADMIN, LAN)
+    registry.close()
+    return settings
+
+
+def vaxreg(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("VAXREG_")}
+    return subprocess.run(
+        [sys.executable, "-c", "from api.cli.main import main; main()", *args],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_rebuild_shows_its_progress_and_switches_then_lag_is_nothing_behind(
+    env: dict[str, str], registered: Settings
+) -> None:
+    rebuilt = vaxreg(env, "rebuild")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "events/s  ETA" in rebuilt.stdout
+    assert rebuilt.stdout.rstrip().endswith("rebuilt and switched: citizens")
+    measured = vaxreg(env, "lag", "--json")
+    assert measured.returncode == 0, measured.stderr
+    lags = json.loads(measured.stdout)["citizens"]
+    assert lags["population"]["events"] == 0
+    assert lags["population"]["position"] == lags["population"]["head"] > 0
+
+
+def test_rebuild_of_an_unknown_projection_names_the_known_ones(
+    env: dict[str, str], registered: Settings
+) -> None:
+    refused = vaxreg(env, "rebuild", "citizen")
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == "error: no projection 'citizen' (known: citizens)"
+    assert refused.stdout == ""
