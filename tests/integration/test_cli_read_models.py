@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from application.population import CitizenDetails
+from domain.areas import AreaCode
+from domain.identity import NationalId, Sex
 from infrastructure.settings import Settings
 from tests.support.registry import (
     ADMIN,
@@ -19,6 +25,10 @@ from tests.support.registry import (
     MovableClock,
     build_registry,
     registry_settings,
+)
+
+MINH = CitizenDetails(
+    NationalId("001085004321"), "Trần Văn Minh", date(1985, 11, 20), Sex.MALE, AreaCode("001")
 )
 
 
@@ -56,18 +66,32 @@ def vaxreg(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_rebuild_shows_its_progress_and_switches_then_lag_is_nothing_behind(
+def lag(env: dict[str, str]) -> dict[str, Any]:
+    measured = vaxreg(env, "lag", "--json")
+    assert measured.returncode == 0, measured.stderr
+    population: dict[str, Any] = json.loads(measured.stdout)["citizens"]["population"]
+    return population
+
+
+def test_rebuild_shows_its_progress_and_switches_then_lag_counts_what_follows(
     env: dict[str, str], registered: Settings
 ) -> None:
     rebuilt = vaxreg(env, "rebuild")
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert "events/s  ETA" in rebuilt.stdout
     assert rebuilt.stdout.rstrip().endswith("rebuilt and switched: citizens")
-    measured = vaxreg(env, "lag", "--json")
-    assert measured.returncode == 0, measured.stderr
-    lags = json.loads(measured.stdout)["citizens"]
-    assert lags["population"]["events"] == 0
-    assert lags["population"]["position"] == lags["population"]["head"] > 0
+    caught_up = lag(env)
+    assert (caught_up["events"], caught_up["seconds"]) == (0, 0)
+    assert caught_up["position"] == caught_up["head"] > 0
+
+    registry = build_registry(registered, MovableClock(datetime.now(UTC) - timedelta(seconds=5)))
+    registry.population.register_citizen(ADMIN, MINH)
+    registry.close()
+    behind = lag(env)
+    assert (behind["position"], behind["events"]) == (caught_up["position"], 1)
+    assert 5 <= behind["seconds"] < 60
+    text = vaxreg(env, "lag").stdout
+    assert re.search(r"citizens\s+population\s+position\s+\d+\s+head\s+\d+\s+1 events", text)
 
 
 def test_rebuild_of_an_unknown_projection_names_the_known_ones(
