@@ -1015,15 +1015,10 @@ def parse_position(position: Mapping[str, int] | str) -> dict[str, int]:
 
 
 def positions(store: ReadModelStore, projection: Projection) -> dict[str, int] | None:
-    """The projection's current positions (lowest over partitions), None if unbuilt."""
-    info = store.meta(projection.name)
-    if info is None:
-        return None
-    parts = store.partition_states(projection.name, info)
-    if parts is None:
-        return None
-    state = ProjectionState(info, parts)
-    return {ctx: state.position(ctx) for ctx in projection.contexts}
+    """The projection's current positions (lowest over partitions); None if unbuilt, or
+    built by another version of it (readers of this version find nothing there yet)."""
+    state = load_state(store, projection)
+    return None if state is None else {ctx: state.position(ctx) for ctx in projection.contexts}
 
 
 def wait_for(

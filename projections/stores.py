@@ -813,7 +813,7 @@ class _ReaderBase:
     generation changed since it was cached, the read is repeated once against the new
     generation, so no pub/sub connection is needed and a retired generation is never
     served, nor one built by another version of the projection than the reader's
-    ``versions`` say (an old layout): that reads as no generation. The async reader (the
+    ``versions`` say (an old layout or policy): that reads as no generation. The async reader (the
     API's hot path) skips the ``HMGET`` while the generation was seen within ``ttl``
     seconds: for up to ``ttl`` after a switch a value may then come from the previous
     generation, and an empty answer is read again the checked way. :meth:`physical_key`
@@ -825,7 +825,7 @@ class _ReaderBase:
         self.ttl = ttl
         self._gens: dict[str, tuple[int | None, float]] = {}
         self.versions = dict(versions or {})
-        """The layout version of each projection this reader understands."""
+        """The version of each projection this reader understands."""
 
     def _cached(self, projection: str) -> int | None:
         entry = self._gens.get(projection)

@@ -171,7 +171,7 @@ _ZDICT = (
     + b'"HN-CP-0","79-","001.","079.",1630288800000000,259200000000,18'
 )
 """Preset dictionary of a stored value: text most values hold, the commonest last.
-Changing it means bumping the projection's version."""
+Changing it means bumping `LAYOUT_VERSION`."""
 _WBITS = -12
 """A window that holds the dictionary and a whole value."""
 

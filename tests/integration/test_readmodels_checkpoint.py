@@ -22,8 +22,10 @@ from domain.mobility import Transport, Trip
 from domain.risk import RiskLevel
 from infrastructure.bootstrap import Registry
 from infrastructure.settings import Settings
+from projections.engine import positions
 from projections.models.projection import NAME, citizen_bucket, citizen_field
 from projections.runtime import ProjectionRuntime
+from projections.stores import RedisStore
 from tests.support.registry import (
     ADMIN,
     LAN,
@@ -232,15 +234,20 @@ def test_another_policy_rebuilds_the_verdicts_and_arrivals_it_decides(
         high_risk_levels=frozenset({RiskLevel.MEDIUM.value, 3, 4}),
     )
     reopened = build_registry(replace(backend_settings, checkpoint_policy=stricter), clock)
+    under_stricter = ProjectionRuntime.from_registry(reopened)
     try:
-        under_stricter = ProjectionRuntime.from_registry(reopened)
-        assert under_stricter.projections[0].version != runtime.projections[0].version
+        citizens = under_stricter.projections[0]
+        assert citizens.version != runtime.projections[0].version
+        assert positions(under_stricter.store, citizens) is None
+        assert under_stricter.lag()[NAME]["population"].events == reopened.heads()["population"]
         under_stricter.catch_up()
         assert verdict(under_stricter, LAN, clock.now) == "quarantine"
         arriving = under_stricter.sync_read_models.arrivals("001", clock.now)
         assert [a["citizen"] for a in arriving] == [registry.ids.pseudonym(LAN.person)]
     finally:
         reopened.close()
+        if isinstance(under_stricter.store, RedisStore):
+            under_stricter.store.client.close()
 
 
 def test_arrivals_from_areas_not_yet_at_risk_do_not_crowd_out_those_that_are(
