@@ -129,15 +129,19 @@ def _nested(counters: Mapping[str, int]) -> dict[str, dict[str, int]]:
     return out
 
 
+ARRIVALS_SCAN_MOST = 20 * MAX_ITEMS
+"""Entries of an area's arrivals a request reads at most per partition. Entries of
+travellers from areas not at a high level now stay until their declarations end; so
+many of them before the others would hide those from one request."""
 _FETCH_GROWTH = 4
 
 
 def _fetch_more(
-    found: Sequence[object], members: Sequence[object], limit: int, fetched: int
+    found: Sequence[object], members: Sequence[object], wanted: int, fetched: int
 ) -> bool:
-    """Whether an arrivals list should read further: fewer than `limit` travellers
-    passed the risk filter, and the set has more members than were read."""
-    return len(found) < limit and len(members) == fetched
+    """Whether an arrivals list should read further: fewer travellers than wanted passed
+    the risk filter, the set may hold more than was read, and the scan may grow."""
+    return len(found) < wanted and len(members) == fetched < ARRIVALS_SCAN_MOST
 
 
 def _arrivals(
@@ -202,7 +206,7 @@ class _Base:
         self.store = store
         self.projections = list(projections)
         self.versions = {p.name: p.version for p in self.projections}
-        """Generations another version built (an old layout) read as being rebuilt."""
+        """Generations another version built (an old layout or policy) read as being rebuilt."""
         self.worker = worker
         citizens = next(p for p in self.projections if p.name == NAME)
         self.partitions = citizens.partitions
@@ -332,18 +336,22 @@ class ReadModels(_Base):
         """Travellers with a valid declaration to `area` from an area at a high level now."""
         out: list[dict[str, Any]] = []
         for p in range(self.partitions):
-            risk = await self._reader.hgetall(NAME, RISK_KEY, p)
-            fetch = limit
-            while True:
+            wanted, fetch = limit - len(out), limit
+            if wanted <= 0:
+                break
+            risk, members = await asyncio.gather(
+                self._reader.hgetall(NAME, RISK_KEY, p),
+                self._reader.zrangebyscore(NAME, f"a:{area}", us(now) + 1, float("inf"), fetch, p),
+            )
+            found = _arrivals(members, risk, us(now), self.policy)
+            while _fetch_more(found, members, wanted, fetch):
+                fetch = min(fetch * _FETCH_GROWTH, ARRIVALS_SCAN_MOST)
                 members = await self._reader.zrangebyscore(
                     NAME, f"a:{area}", us(now) + 1, float("inf"), fetch, p
                 )
                 found = _arrivals(members, risk, us(now), self.policy)
-                if not _fetch_more(found, members, limit, fetch):
-                    break
-                fetch *= _FETCH_GROWTH
-            out += found
-        return out[:limit]
+            out += found[:wanted]
+        return out
 
     async def work_list(self, unit: str, now: datetime, limit: int = MAX_ITEMS) -> dict[str, Any]:
         waiting: list[tuple[bytes, float]] = []
@@ -425,18 +433,22 @@ class SyncReadModels(_Base):
     def arrivals(self, area: str, now: datetime, limit: int = MAX_ITEMS) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for p in range(self.partitions):
+            wanted, fetch = limit - len(out), limit
+            if wanted <= 0:
+                break
             risk = self._reader.hgetall(NAME, RISK_KEY, p)
-            fetch = limit
-            while True:
+            members = self._reader.zrangebyscore(
+                NAME, f"a:{area}", us(now) + 1, float("inf"), fetch, p
+            )
+            found = _arrivals(members, risk, us(now), self.policy)
+            while _fetch_more(found, members, wanted, fetch):
+                fetch = min(fetch * _FETCH_GROWTH, ARRIVALS_SCAN_MOST)
                 members = self._reader.zrangebyscore(
                     NAME, f"a:{area}", us(now) + 1, float("inf"), fetch, p
                 )
                 found = _arrivals(members, risk, us(now), self.policy)
-                if not _fetch_more(found, members, limit, fetch):
-                    break
-                fetch *= _FETCH_GROWTH
-            out += found
-        return out[:limit]
+            out += found[:wanted]
+        return out
 
     def work_list(self, unit: str, now: datetime, limit: int = MAX_ITEMS) -> dict[str, Any]:
         inf = float("inf")
