@@ -2,7 +2,8 @@
 
 With nothing set, vaxreg runs embedded: SQLite files and generated keys under `./var/`,
 read models in process. With PostgreSQL configured, the secret and id keys must be given.
-Each setting is checked here, so a wrong one stops the process with a message naming it.
+Settings are checked here where they can be, so a wrong one stops the process with a
+message naming it.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from redis import ConnectionPool
+
 from domain.checkpoint_policy import DEFAULT_POLICY, Policy, load_policy
 from infrastructure.keys import KeyRing
+from projections.pipelined import PipelinedRedis
 from projections.stores import check_namespace
 
 CONTEXTS = ("population", "mobility", "immunization")
@@ -112,10 +116,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
 
 def _redis_url(url: str | None) -> str | None:
-    if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+    """`url` if both Redis clients (redis-py's and the API's pipelined one) can use it."""
+    if url is None:
+        return None
+    try:
+        ConnectionPool.from_url(url)
+        PipelinedRedis.from_url(url)
+    except ValueError as error:
         raise SettingsError(
             f"VAXREG_REDIS_URL is redis://host:port/db, rediss://... or unix://path, not {url!r}"
-        )
+        ) from error
     return url
 
 

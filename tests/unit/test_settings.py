@@ -31,6 +31,8 @@ POSTGRES = {"VAXREG_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/vaxreg"
         ({"VAXREG_REBUILD_CITIZENS": "0"}, "VAXREG_REBUILD_CITIZENS must be a positive whole"),
         ({"VAXREG_DECLARATION_HOURS": "nan"}, "VAXREG_DECLARATION_HOURS must be a positive number"),
         ({"VAXREG_REDIS_URL": "localhost:6379"}, "VAXREG_REDIS_URL is redis://"),
+        ({"VAXREG_REDIS_URL": "redis://localhost:6379/zero"}, "VAXREG_REDIS_URL is redis://"),
+        ({"VAXREG_REDIS_URL": "redis://localhost:63a9"}, "VAXREG_REDIS_URL is redis://"),
         ({"VAXREG_REDIS_NAMESPACE": "vax reg"}, "VAXREG_REDIS_NAMESPACE: invalid namespace"),
         ({"VAXREG_CHECKPOINT_POLICY": "/no/such/policy.json"}, "VAXREG_CHECKPOINT_POLICY: cannot"),
     ],
