@@ -11,6 +11,7 @@ the conditions of ``if_any`` that held.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from domain.mobility import Verdict
+from domain.risk import RiskLevel
 
 CONDITIONS = frozenset(
     {
@@ -71,7 +73,8 @@ class Policy:
 
 
 def parse_policy(data: Mapping[str, Any]) -> Policy:
-    """A policy from its JSON form; unknown conditions or verdicts are refused."""
+    """A policy from its JSON form; unknown conditions, verdicts or risk levels, and test
+    hours that are not a finite number of zero or more, are refused."""
     rules = []
     for row in data["rules"]:
         rule = Rule(
@@ -83,12 +86,11 @@ def parse_policy(data: Mapping[str, Any]) -> Policy:
         if unknown or not rule.if_any:
             raise ValueError(f"rule {row!r}: unknown or missing conditions {sorted(unknown)}")
         rules.append(rule)
-    return Policy(
-        tuple(rules),
-        Verdict(data["otherwise"]),
-        frozenset(int(level) for level in data["high_risk_levels"]),
-        float(data["negative_test_hours"]),
-    )
+    levels = frozenset(RiskLevel(int(level)).value for level in data["high_risk_levels"])
+    hours = float(data["negative_test_hours"])
+    if not 0 <= hours < math.inf:
+        raise ValueError(f"negative_test_hours must be a finite number of 0 or more, not {hours}")
+    return Policy(tuple(rules), Verdict(data["otherwise"]), levels, hours)
 
 
 def load_policy(path: Path | None = None) -> Policy:

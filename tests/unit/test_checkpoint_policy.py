@@ -64,3 +64,25 @@ def test_unknown_conditions_are_refused() -> None:
                 "otherwise": "pass",
             }
         )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"high_risk_levels": [3, 9]}, "9 is not a valid RiskLevel"),
+        ({"negative_test_hours": float("nan")}, "finite number of 0 or more, not nan"),
+        ({"negative_test_hours": float("inf")}, "finite number of 0 or more, not inf"),
+        ({"negative_test_hours": -5}, "finite number of 0 or more, not -5"),
+    ],
+)
+def test_risk_levels_and_test_hours_out_of_range_are_refused(
+    change: dict[str, object], message: str
+) -> None:
+    policy = {
+        "high_risk_levels": [3, 4],
+        "negative_test_hours": 72,
+        "rules": [{"verdict": "quarantine", "if_any": ["origin_high_risk"]}],
+        "otherwise": "pass",
+    }
+    with pytest.raises(ValueError, match=message):
+        parse_policy({**policy, **change})
