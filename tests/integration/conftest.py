@@ -11,7 +11,7 @@ from infrastructure.bootstrap import Registry
 from infrastructure.settings import Settings
 from projections.runtime import ProjectionRuntime
 from projections.stores import RedisStore
-from tests.support.registry import registry_settings
+from tests.support.registry import MovableClock, registry_settings
 
 
 @pytest.fixture(
@@ -40,3 +40,8 @@ def runtime(registry: Registry, backend_settings: Settings) -> Iterator[Projecti
     yield runtime
     if isinstance(runtime.store, RedisStore):
         runtime.store.client.close()
+
+
+@pytest.fixture
+def clock() -> MovableClock:
+    return MovableClock()

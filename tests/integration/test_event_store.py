@@ -48,11 +48,6 @@ def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
 
 
 @pytest.fixture
-def clock() -> MovableClock:
-    return MovableClock()
-
-
-@pytest.fixture
 def registry(tmp_path: Path, backend_url: str | None, clock: MovableClock) -> Iterator[Registry]:
     registry = build_registry(registry_settings(tmp_path, backend_url), clock)
     registry.immunization.register_lot(ADMIN, "vaxzevria", "AZ1", date(2022, 6, 1))

@@ -28,6 +28,7 @@ from projections.runtime import ProjectionRuntime
 from projections.stores import RedisStore
 from tests.support.registry import (
     ADMIN,
+    HOA,
     LAN,
     LAN_AT_SITE,
     NURSE,
@@ -40,15 +41,7 @@ from tests.support.registry import (
 MINH = CitizenDetails(
     NationalId("001085004321"), "Trần Văn Minh", date(1985, 11, 20), Sex.MALE, AreaCode("001")
 )
-HOA = CitizenDetails(
-    NationalId("048301007777"), "Lê Thị Hoa", date(2001, 2, 14), Sex.FEMALE, AreaCode("048")
-)
 MICRO = timedelta(microseconds=1)
-
-
-@pytest.fixture
-def clock() -> MovableClock:
-    return MovableClock()
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from infrastructure.settings import Settings
 from projections.runtime import ProjectionRuntime
 from tests.support.registry import (
     ADMIN,
+    HOA,
     LAN,
     NURSE,
     OFFICER,
@@ -34,15 +35,7 @@ from tests.support.registry import (
 MINH = CitizenDetails(
     NationalId("079060004321"), "Trần Văn Minh", date(1960, 11, 20), Sex.MALE, AreaCode("079")
 )
-HOA = CitizenDetails(
-    NationalId("048301007777"), "Lê Thị Hoa", date(2001, 2, 14), Sex.FEMALE, AreaCode("048")
-)
 NURSE_REQUEST = Request(NURSE)
-
-
-@pytest.fixture
-def clock() -> MovableClock:
-    return MovableClock()
 
 
 @pytest.fixture

@@ -89,11 +89,6 @@ def history(registry: Registry, clock: MovableClock, first: int, count: int) -> 
 
 
 @pytest.fixture
-def clock() -> MovableClock:
-    return MovableClock()
-
-
-@pytest.fixture
 def registry(tmp_path: Path, postgres_url: str, clock: MovableClock) -> Iterator[Registry]:
     registry = build_registry(registry_settings(tmp_path, postgres_url), clock)
     registry.immunization.register_lot(ADMIN, "comirnaty", "PF1", date(2030, 1, 1))
