@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from reliability.servers import free_port
-
-
-def run_vaxreg(env: dict[str, str], tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("VAXREG_")}
-    return subprocess.run(
-        [sys.executable, "-c", "from api.cli.main import main; main()", *args],
-        env={**clean, "VAXREG_DATA_DIR": str(tmp_path), **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+from tests.support.cli import run_vaxreg
 
 
 @pytest.mark.parametrize(
@@ -43,7 +29,7 @@ def run_vaxreg(env: dict[str, str], tmp_path: Path, *args: str) -> subprocess.Co
 def test_migrate_says_what_is_wrong(
     env: dict[str, str], status: int, message: str, tmp_path: Path
 ) -> None:
-    done = run_vaxreg(env, tmp_path, "migrate")
+    done = run_vaxreg({"VAXREG_DATA_DIR": str(tmp_path), **env}, "migrate")
     assert done.returncode == status, done.stderr
     assert done.stderr.startswith(f"error: {message}"), done.stderr
     assert "Traceback" not in done.stderr

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,6 +14,7 @@ from application.population import CitizenDetails
 from domain.areas import AreaCode
 from domain.identity import NationalId, Sex
 from infrastructure.settings import Settings
+from tests.support.cli import run_vaxreg
 from tests.support.registry import (
     ADMIN,
     LAN,
@@ -54,20 +52,8 @@ def registered(env: dict[str, str], tmp_path: Path) -> Settings:
     return settings
 
 
-def vaxreg(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("VAXREG_")}
-    return subprocess.run(
-        [sys.executable, "-c", "from api.cli.main import main; main()", *args],
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def lag(env: dict[str, str]) -> dict[str, Any]:
-    measured = vaxreg(env, "lag", "--json")
+    measured = run_vaxreg(env, "lag", "--json")
     assert measured.returncode == 0, measured.stderr
     population: dict[str, Any] = json.loads(measured.stdout)["citizens"]["population"]
     return population
@@ -76,7 +62,7 @@ def lag(env: dict[str, str]) -> dict[str, Any]:
 def test_rebuild_shows_its_progress_and_switches_then_lag_counts_what_follows(
     env: dict[str, str], registered: Settings
 ) -> None:
-    rebuilt = vaxreg(env, "rebuild")
+    rebuilt = run_vaxreg(env, "rebuild")
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert "events/s  ETA" in rebuilt.stdout
     assert rebuilt.stdout.rstrip().endswith("rebuilt and switched: citizens")
@@ -90,14 +76,14 @@ def test_rebuild_shows_its_progress_and_switches_then_lag_counts_what_follows(
     behind = lag(env)
     assert (behind["position"], behind["events"]) == (caught_up["position"], 1)
     assert 5 <= behind["seconds"] < 60
-    text = vaxreg(env, "lag").stdout
+    text = run_vaxreg(env, "lag").stdout
     assert re.search(r"citizens\s+population\s+position\s+\d+\s+head\s+\d+\s+1 events", text)
 
 
 def test_rebuild_of_an_unknown_projection_names_the_known_ones(
     env: dict[str, str], registered: Settings
 ) -> None:
-    refused = vaxreg(env, "rebuild", "citizen")
+    refused = run_vaxreg(env, "rebuild", "citizen")
     assert refused.returncode == 2
     assert refused.stderr.strip() == "error: no projection 'citizen' (known: citizens)"
     assert refused.stdout == ""
