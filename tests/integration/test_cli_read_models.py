@@ -4,29 +4,23 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from application.population import CitizenDetails
-from domain.areas import AreaCode
-from domain.identity import NationalId, Sex
 from infrastructure.settings import Settings
 from tests.support.cli import run_vaxreg
 from tests.support.registry import (
     ADMIN,
     LAN,
+    MINH,
     TEST_ID_KEY,
     TEST_SECRET,
     MovableClock,
     build_registry,
     registry_settings,
-)
-
-MINH = CitizenDetails(
-    NationalId("001085004321"), "Trần Văn Minh", date(1985, 11, 20), Sex.MALE, AreaCode("001")
 )
 
 

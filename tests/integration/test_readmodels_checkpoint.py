@@ -17,7 +17,6 @@ from application.mobility import HealthStatement
 from application.population import CitizenDetails
 from domain import mobility
 from domain.areas import AreaCode
-from domain.identity import NationalId, Sex
 from domain.mobility import Transport, Trip
 from domain.risk import RiskLevel
 from infrastructure.bootstrap import Registry
@@ -31,6 +30,7 @@ from tests.support.registry import (
     HOA,
     LAN,
     LAN_AT_SITE,
+    MINH,
     NURSE,
     OFFICER,
     MovableClock,
@@ -38,9 +38,6 @@ from tests.support.registry import (
     dose,
 )
 
-MINH = CitizenDetails(
-    NationalId("001085004321"), "Trần Văn Minh", date(1985, 11, 20), Sex.MALE, AreaCode("001")
-)
 MICRO = timedelta(microseconds=1)
 
 

@@ -32,16 +32,17 @@ from tests.support.registry import (
     dose,
 )
 
-MINH = CitizenDetails(
-    NationalId("079060004321"), "Trần Văn Minh", date(1960, 11, 20), Sex.MALE, AreaCode("079")
+TUAN = CitizenDetails(
+    NationalId("079060004321"), "Phạm Văn Tuấn", date(1960, 11, 20), Sex.MALE, AreaCode("079")
 )
+"""Of Lan's province, in the age band above hers (50-64)."""
 NURSE_REQUEST = Request(NURSE)
 
 
 @pytest.fixture
 def registry(backend_settings: Settings, clock: MovableClock) -> Iterator[Registry]:
     registry = build_registry(backend_settings, clock)
-    for person in (LAN, MINH, HOA):
+    for person in (LAN, TUAN, HOA):
         registry.population.register_citizen(ADMIN, person)
     registry.immunization.register_lot(ADMIN, "comirnaty", "PF1", date(2030, 1, 1))
     registry.immunization.register_lot(ADMIN, "vaxzevria", "AZ1", date(2030, 1, 1))
@@ -61,7 +62,7 @@ def test_doses_coverage_and_dropout_per_province_and_age_band(
     registry: Registry, runtime: ProjectionRuntime, clock: MovableClock
 ) -> None:
     first_day = clock.now.date()
-    for person in (LAN, MINH):
+    for person in (LAN, TUAN):
         vaccinate(registry, person, clock, "comirnaty", "PF1")
     vaccinate(registry, HOA, clock, "vaxzevria", "AZ1")
     clock.advance(days=21)
@@ -96,10 +97,10 @@ def test_declarations_and_verdicts_are_counted_per_checkpoint_and_day(
     trip = Trip(
         AreaCode("079"), AreaCode("001"), clock.now.date(), Transport.CAR, checkpoint="HN-CP-07"
     )
-    for person in (LAN, MINH):
+    for person in (LAN, TUAN):
         registry.mobility.declare_health(officer, person.person, trip, HealthStatement())
     registry.mobility.record_check(officer, LAN.person, Verdict.PASS, (), None)
-    registry.mobility.record_check(officer, MINH.person, Verdict.MEDICAL_CHECK, ("fever",), None)
+    registry.mobility.record_check(officer, TUAN.person, Verdict.MEDICAL_CHECK, ("fever",), None)
     registry.mobility.record_check(officer, HOA.person, Verdict.NO_DECLARATION, (), None)
     clock.advance(days=1)
     registry.mobility.record_check(officer, LAN.person, Verdict.PASS, (), None)
@@ -129,7 +130,7 @@ def test_eligibility_names_the_next_dose_its_day_products_and_reasons(
     today = clock.now.date()
     vaccinate(registry, HOA, clock, "vaxzevria", "AZ1")
     postponed = today + timedelta(days=5)
-    registry.immunization.screen(NURSE_REQUEST, MINH.person, ScreeningOutcome.POSTPONED, postponed)
+    registry.immunization.screen(NURSE_REQUEST, TUAN.person, ScreeningOutcome.POSTPONED, postponed)
     registry.immunization.screen(NURSE_REQUEST, LAN.person, ScreeningOutcome.CONTRAINDICATED)
     runtime.catch_up()
 
@@ -144,13 +145,13 @@ def test_eligibility_names_the_next_dose_its_day_products_and_reasons(
     ahead = second_due - timedelta(days=1)
     assert eligibility(runtime, HOA, ahead) == {**after_vaxzevria, "eligible_now": False}
     assert eligibility(runtime, HOA, second_due) == {**after_vaxzevria, "eligible_now": True}
-    waiting = eligibility(runtime, MINH, postponed - timedelta(days=1))
+    waiting = eligibility(runtime, TUAN, postponed - timedelta(days=1))
     assert (waiting["next_dose"], waiting["earliest"]) == (1, postponed.isoformat())
     assert (waiting["reasons"], waiting["eligible_now"]) == (
         [f"postponed until {postponed}"],
         False,
     )
-    assert eligibility(runtime, MINH, postponed)["eligible_now"] is True
+    assert eligibility(runtime, TUAN, postponed)["eligible_now"] is True
     assert eligibility(runtime, LAN, today) == {
         "next_dose": None,
         "kind": None,

@@ -49,6 +49,8 @@ from reliability.servers import (
 )
 from tests.support.registry import (
     ADMIN,
+    HOA,
+    MINH,
     NURSE,
     OFFICER,
     MovableClock,
@@ -66,12 +68,8 @@ PEOPLE = [
         Sex.FEMALE,
         AreaCode.parse("079.760"),
     ),
-    CitizenDetails(
-        NationalId("001085004321"), "Trần Văn Minh", date(1985, 11, 20), Sex.MALE, AreaCode("001")
-    ),
-    CitizenDetails(
-        NationalId("048301007777"), "Lê Thị Hoa", date(2001, 2, 14), Sex.FEMALE, AreaCode("048")
-    ),
+    MINH,
+    HOA,
 ]
 AREAS = ["079", "079.760", "001", "048"]
 NURSE_REQUEST = Request(NURSE)

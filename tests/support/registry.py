@@ -65,6 +65,9 @@ LAN = CitizenDetails(
     "0912345678",
 )
 LAN_AT_SITE = IdentityAtSite(LAN.person, "nguyễn thị  lan", LAN.date_of_birth)
+MINH = CitizenDetails(
+    NationalId("001085004321"), "Trần Văn Minh", date(1985, 11, 20), Sex.MALE, AreaCode("001")
+)
 HOA = CitizenDetails(
     NationalId("048301007777"), "Lê Thị Hoa", date(2001, 2, 14), Sex.FEMALE, AreaCode("048")
 )
