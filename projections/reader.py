@@ -437,16 +437,14 @@ class SyncReadModels(_Base):
             if wanted <= 0:
                 break
             risk = self._reader.hgetall(NAME, RISK_KEY, p)
-            members = self._reader.zrangebyscore(
-                NAME, f"a:{area}", us(now) + 1, float("inf"), fetch, p
-            )
-            found = _arrivals(members, risk, us(now), self.policy)
-            while _fetch_more(found, members, wanted, fetch):
-                fetch = min(fetch * _FETCH_GROWTH, ARRIVALS_SCAN_MOST)
+            while True:
                 members = self._reader.zrangebyscore(
                     NAME, f"a:{area}", us(now) + 1, float("inf"), fetch, p
                 )
                 found = _arrivals(members, risk, us(now), self.policy)
+                if not _fetch_more(found, members, wanted, fetch):
+                    break
+                fetch = min(fetch * _FETCH_GROWTH, ARRIVALS_SCAN_MOST)
             out += found[:wanted]
         return out
 
