@@ -138,6 +138,16 @@ class _SubscriptionSource:
 _Source = _PollSource | _SubscriptionSource
 
 
+def _missed(source: _Source, app: Application[Any], cursor: int) -> bool:
+    """Whether an idle subscription is behind the store: it missed a NOTIFY (the library
+    reads what is recorded before its LISTEN starts, then waits for a NOTIFY with no
+    timeout), and waits for the next event to read this one. Polling misses nothing."""
+    if not isinstance(source, _SubscriptionSource):
+        return False
+    head = app.recorder.max_notification_id()
+    return head is not None and head > cursor
+
+
 class ProjectionWorker:
     """Keeps ``projections`` up to date in ``store`` from the applications they follow.
 
@@ -291,11 +301,17 @@ class ProjectionWorker:
         source: _Source | None = None
         cursor = 0
         last_check = 0.0
+        received = False
         try:
             while not self._stopping.is_set():
                 if time.monotonic() - last_check >= self.check_interval:
                     for slot in slots:
                         self._check(slot, inline=False)
+                    if source is not None and not received and _missed(source, app, cursor):
+                        logger.warning("subscription to %s missed a notification: reopening", ctx)
+                        source.close()
+                        source = None
+                    received = False
                     last_check = time.monotonic()
                 else:
                     for slot in slots:
@@ -313,6 +329,7 @@ class ProjectionWorker:
                 notifications = source.fetch(self.batch_size)
                 self._backoff[ctx] = self.initial_backoff
                 if notifications:
+                    received = True
                     self._dispatch(ctx, slots, cursor, notifications, supervised=True)
                     cursor = notifications[-1].id
         finally:

@@ -21,8 +21,10 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 import redis
+from eventsourcing.postgres import PostgresApplicationRecorder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from psycopg.sql import SQL, Identifier
 
 from projections.engine import (
     DecodedBatch,
@@ -317,6 +319,45 @@ def test_lost_database_connection_restarts_the_loop(
     finally:
         worker.stop()
         app.close()
+
+
+def saved_without_notify(app: Counters, counter: Counter) -> int:
+    """`counter`'s pending events inserted as the library's recorder would, but with no
+    NOTIFY: what a subscription sees of a commit made before its LISTEN started."""
+    recorder = app.recorder
+    assert isinstance(recorder, PostgresApplicationRecorder)
+    insert = SQL(
+        "INSERT INTO {table} (originator_id, originator_version, topic, state) "
+        "VALUES (%s, %s, %s, %s) RETURNING notification_id"
+    ).format(table=Identifier(recorder.events_table_name))
+    last = 0
+    with recorder.datastore.transaction(commit=True) as cursor:
+        for event in counter.collect_events():
+            stored = app.mapper.to_stored_event(event)
+            params = (stored.originator_id, stored.originator_version, stored.topic, stored.state)
+            cursor.execute(insert, params)
+            row = cursor.fetchone()
+            assert row is not None
+            last = row["notification_id"]
+    return last
+
+
+def test_a_subscription_that_missed_a_notification_is_reopened(
+    app: Counters, store: RedisStore
+) -> None:
+    worker = ProjectionWorker({"toy": app}, [CounterView()], store, check_interval=0.2)
+    counters: list[Counter] = []
+    worker.start()
+    try:
+        worker.wait({"toy": record(app, [(0, 1)], counters)}, timeout=10)
+        time.sleep(0.5)  # the subscription has read everything and waits for a NOTIFY
+        unannounced = Counter(label="c1")
+        unannounced.bump(4)
+        last = saved_without_notify(app, unannounced)
+        worker.wait({"toy": last}, timeout=5)
+        assert store.reader().get("counter", f"total:{unannounced.id}") == b"4"
+    finally:
+        worker.stop()
 
 
 def test_rebuild_while_worker_runs_switches_atomically_and_drops_old_keys(
